@@ -1,0 +1,1 @@
+"""Data layer: IDX files, dataset sources, in-memory batches and augmentation."""
