@@ -43,3 +43,9 @@ class ImageError(MnistClassifierError):
 
 class ExportError(MnistClassifierError):
     """A model could not be exported, or the export does not match PyTorch."""
+
+
+class TrainingInterrupted(MnistClassifierError):
+    """Training was interrupted (Ctrl-C); a resumable checkpoint was saved."""
+
+    exit_code = 130

@@ -18,6 +18,7 @@ from ..errors import MnistClassifierError
 # Modules that add sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
     "mnist_classifier.cli.data",
+    "mnist_classifier.cli.train",
 )
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, plots, the HTML report and run comparison."""

@@ -1,0 +1,68 @@
+"""The model registry: ``register_model``, ``create_model(name, **kwargs)``, ``list_models(pattern)``.
+
+A model factory is registered under a name; every model takes normalised images
+(B, 1, 28, 28) and returns logits (B, 10). Softmax is applied only by callers
+that want probabilities.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+from ..errors import ConfigError
+
+ModelFactory = Callable[..., nn.Module]
+F = TypeVar("F", bound=ModelFactory)
+
+_REGISTRY: dict[str, ModelFactory] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_model(name: str, description: str = "") -> Callable[[F], F]:
+    """Decorator: register ``factory`` under ``name``."""
+
+    def decorator(factory: F) -> F:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = factory
+        _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().splitlines()[0]
+        return factory
+
+    return decorator
+
+
+def _ensure_builtins() -> None:
+    # Importing the modules registers their models (MLPs first, as listed to users).
+    from . import mlp  # noqa: F401
+    from . import cnn  # noqa: F401, I001
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching the shell-style ``pattern``, in registration order."""
+    _ensure_builtins()
+    return [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
+
+
+def describe_model(name: str) -> str:
+    _ensure_builtins()
+    return _DESCRIPTIONS.get(name, "")
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the model registered as ``name`` with ``kwargs`` passed to its factory."""
+    _ensure_builtins()
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"model {name!r} does not accept these arguments: {exc}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
