@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import ConfigError
 
@@ -98,7 +100,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a TOML config file into a dict (keys are checked when applied)."""
     path = Path(path)
     try:

@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate, explain and serve handwritten-digit classifiers on MNIST.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineParser
+    )
     subparsers.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -44,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors, --help and --version
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         code = args.func(args)
     except MnistClassifierError as exc:

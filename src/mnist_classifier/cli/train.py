@@ -73,7 +73,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.recipe or args.config or args.out:
             from ..errors import ConfigError
 
-            raise ConfigError("--resume takes the run's stored config; drop --recipe/--config/--out")
+            raise ConfigError(
+                "--resume takes the run's stored config; drop --recipe/--config/--out"
+            )
         run = train(resume=args.resume, **overrides)
     else:
         run = train(args.config, out=args.out, recipe=args.recipe, **overrides)

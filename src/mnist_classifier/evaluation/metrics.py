@@ -13,7 +13,9 @@ import numpy as np
 NUM_CLASSES = 10
 
 
-def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(
+    labels: np.ndarray, preds: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
     """(num_classes, num_classes) int64 counts; rows = true class, columns = predicted class."""
     labels = np.asarray(labels, dtype=np.int64)
     preds = np.asarray(preds, dtype=np.int64)

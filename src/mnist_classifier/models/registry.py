@@ -37,8 +37,10 @@ def register_model(name: str, description: str = "") -> Callable[[F], F]:
 
 def _ensure_builtins() -> None:
     # Importing the modules registers their models (MLPs first, as listed to users).
-    from . import mlp  # noqa: F401
-    from . import cnn  # noqa: F401, I001
+    from . import (
+        cnn,  # noqa: F401
+        mlp,  # noqa: F401
+    )
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import TrainConfig, load_config_file
 from ..data.batches import Split
-from ..data.sources import load_dataset
+from ..data.sources import Dataset, load_dataset
 from ..errors import ConfigError, MnistClassifierError
 from ..evaluation.metrics import split_metrics
 from ..runtime import resolve_device
@@ -50,7 +50,9 @@ class Run:
         if not paths.config.is_file():
             raise MnistClassifierError(f"{paths.root}: not a run folder (no config.json)")
         try:
-            config = TrainConfig.from_dict(json.loads(paths.config.read_text()), source=str(paths.config))
+            config = TrainConfig.from_dict(
+                json.loads(paths.config.read_text()), source=str(paths.config)
+            )
             metrics = json.loads(paths.metrics.read_text()) if paths.metrics.is_file() else {}
         except json.JSONDecodeError as exc:
             raise MnistClassifierError(f"{paths.root}: corrupt run file ({exc})") from None
@@ -98,28 +100,34 @@ def train(
     resume: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = print,
     step_hook: StepHook | None = None,
+    dataset: Dataset | None = None,
     **overrides: Any,
 ) -> Run:
     """Train a model and return its :class:`Run`.
 
     ``mnist_classifier.train(model="cnn", epochs=3)`` trains into ``runs/<name>``;
     ``train(resume="runs/NAME")`` continues an interrupted run from its last checkpoint.
+    ``dataset`` replaces the data named by the config (an in-memory :class:`Dataset`).
     """
     logger = log if log is not None else (lambda _msg: None)
     if resume is not None:
-        return _resume(Path(resume), logger, step_hook, overrides)
+        return _resume(Path(resume), logger, step_hook, dataset, overrides)
     cfg = make_config(config, recipe=recipe, **overrides)
     run_dir = Path(out) if out is not None else default_run_dir(cfg)
     if (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists():
         raise ConfigError(
             f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --out"
         )
-    Trainer(cfg, run_dir, log=logger, step_hook=step_hook).fit()
+    Trainer(cfg, run_dir, log=logger, step_hook=step_hook, dataset=dataset).fit()
     return Run.load(run_dir)
 
 
 def _resume(
-    run_dir: Path, log: Callable[[str], None], step_hook: StepHook | None, overrides: dict[str, Any]
+    run_dir: Path,
+    log: Callable[[str], None],
+    step_hook: StepHook | None,
+    dataset: Dataset | None,
+    overrides: dict[str, Any],
 ) -> Run:
     paths = RunPaths(run_dir)
     if not paths.last.is_file():
@@ -136,7 +144,7 @@ def _resume(
         extra = ", ".join(sorted(set(changed) - allowed))
         raise ConfigError(f"--resume continues the stored config; cannot change {extra}")
     cfg = cfg.updated(changed, source="arguments")
-    trainer = Trainer(cfg, run_dir, log=log, step_hook=step_hook)
+    trainer = Trainer(cfg, run_dir, log=log, step_hook=step_hook, dataset=dataset)
     trainer.restore(ckpt)
     log(
         f"resuming {run_dir} at epoch {state.get('epochs_done', 0) + 1}, "
@@ -167,6 +175,13 @@ def evaluate(
     norm = ckpt["normalization"]
     use_tta = bool((ckpt.get("config") or {}).get("tta", False)) if tta is None else tta
     split = Split(dataset.test_images, dataset.test_labels)
-    loss, _, log_probs = evaluate_split(model, split, norm["mean"], norm["std"], batch_size, use_tta)
+    loss, _, log_probs = evaluate_split(
+        model, split, norm["mean"], norm["std"], batch_size, use_tta
+    )
     block = split_metrics(split.labels.numpy(), log_probs.exp().numpy(), loss)
-    return {"checkpoint": str(path), "model": ckpt["model"]["name"], "data": dataset.source, **block}
+    return {
+        "checkpoint": str(path),
+        "model": ckpt["model"]["name"],
+        "data": dataset.source,
+        **block,
+    }

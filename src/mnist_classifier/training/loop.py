@@ -74,8 +74,13 @@ def build_scheduler(
     """A per-step learning-rate schedule, or None for a constant rate."""
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25,
-            anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
+            optimizer,
+            max_lr=cfg.lr,
+            total_steps=total_steps,
+            pct_start=0.25,
+            anneal_strategy="linear",
+            div_factor=10.0,
+            final_div_factor=100.0,
             cycle_momentum=False,
         )
     if cfg.schedule == "cosine":
@@ -96,8 +101,8 @@ class WeightAverage:
         self.updates += 1
         # Warm-up: average faster at the start, so early weights do not dominate.
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        shadow = [p for p in self.model.parameters()]
-        live = [p.detach() for p in model.parameters()]
+        shadow: list[torch.Tensor] = list(self.model.parameters())
+        live: list[torch.Tensor] = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(shadow, live, 1.0 - decay)
         for b_shadow, b_live in zip(self.model.buffers(), model.buffers(), strict=True):
             b_shadow.copy_(b_live)
@@ -278,7 +283,9 @@ class Trainer:
                 "epoch_generator_state": self.epoch_generator_state,
                 "generator_state": self.generator.get_state(),
                 "torch_rng_state": torch.get_rng_state(),
-                "cuda_rng_states": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "cuda_rng_states": torch.cuda.get_rng_state_all()
+                if self.device.type == "cuda"
+                else [],
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "ema": self.ema.state_dict() if self.ema is not None else None,
@@ -506,9 +513,7 @@ class Trainer:
             f"[{self.train_seconds:.1f}s]{'  *' if improved else ''}"
         )
         if stopped_early:
-            self.log(
-                f"early stop: validation loss has not improved for {cfg.patience} epochs"
-            )
+            self.log(f"early stop: validation loss has not improved for {cfg.patience} epochs")
         return stopped_early
 
     def finish(self, params: int) -> dict[str, Any]:
@@ -524,7 +529,7 @@ class Trainer:
             eval_model, self.test_split, self.mean, self.std, cfg.eval_batch_size, cfg.tta
         )
         test_probs = test_lp.exp().numpy()
-        metrics = {
+        metrics: dict[str, Any] = {
             "model": cfg.model,
             "parameters": params,
             "epochs_run": self.epochs_done,
@@ -533,7 +538,9 @@ class Trainer:
             "device": self.device.type,
             "package_version": __version__,
             "test": split_metrics(self.test_split.labels.cpu().numpy(), test_probs, test_loss),
-            "val": split_metrics(self.val_split.labels.cpu().numpy(), val_lp.exp().numpy(), val_loss),
+            "val": split_metrics(
+                self.val_split.labels.cpu().numpy(), val_lp.exp().numpy(), val_loss
+            ),
         }
         best["metrics"] = metrics
         best.pop("path", None)
