@@ -38,9 +38,11 @@ def train_val_split(
 ) -> tuple[Split, Split]:
     """Split deterministically by ``seed``: the same seed always gives the same two sets."""
     if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+        raise ConfigError(
+            f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}"
+        )
     n = int(labels.shape[0])
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     if n_val < 1 or n_val >= n:
         raise ConfigError(f"validation fraction {val_fraction} leaves an empty split of {n} items")
     gen = torch.Generator().manual_seed(seed)
