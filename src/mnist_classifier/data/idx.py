@@ -9,6 +9,7 @@ in big-endian order. Reading validates every part and raises
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -69,7 +70,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: header truncated (needs {header_len} bytes, has {len(data)})")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = _DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Python ints: a hostile header cannot overflow the size computation.
+    expected = math.prod(dims) * dtype.itemsize
     actual = len(data) - header_len
     if actual != expected:
         shape = "x".join(str(d) for d in dims)
@@ -94,6 +96,8 @@ def encode_idx(array: np.ndarray) -> bytes:
         raise DataError(f"IDX cannot store arrays of dtype {array.dtype}")
     if array.ndim == 0 or array.ndim > 255:
         raise DataError(f"IDX stores 1 to 255 dimensions, not {array.ndim}")
+    if any(d >= 2**32 for d in array.shape):
+        raise DataError(f"IDX dimensions must be below 2**32, got shape {array.shape}")
     header = bytes([0, 0, _CODES[dtype], array.ndim])
     header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + array.astype(dtype, copy=False).tobytes()
@@ -102,7 +106,10 @@ def encode_idx(array: np.ndarray) -> bytes:
 def write_idx(
     path: str | os.PathLike[str], array: np.ndarray, compress: bool | None = None
 ) -> Path:
-    """Write ``array`` as IDX to ``path`` atomically; gzip when ``compress`` (default: name ends .gz)."""
+    """Write ``array`` as IDX to ``path`` atomically.
+
+    The file is gzip-compressed when ``compress`` is true; by default, when the name ends in .gz.
+    """
     path = Path(path)
     if compress is None:
         compress = path.suffix == ".gz"

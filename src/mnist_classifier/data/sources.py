@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -96,21 +97,28 @@ def locate_files(data_dir: str | os.PathLike[str]) -> dict[str, Path]:
         raise DataError(f"{root}: data folder does not exist")
     if not root.is_dir():
         raise DataError(f"{root}: is not a folder")
-    candidates = [root, root / "raw"]
-    candidates += sorted(p / "raw" for p in root.iterdir() if p.is_dir() and (p / "raw").is_dir())
+    try:
+        subfolders = sorted(p / "raw" for p in root.iterdir() if (p / "raw").is_dir())
+    except OSError as exc:
+        raise DataError(f"{root}: cannot be listed ({exc.strerror or exc})") from None
+    candidates = [root, root / "raw", *subfolders]
     stems = [s for pair in FILE_STEMS.values() for s in pair]
+    partial: DataError | None = None
     for folder in candidates:
         found = {}
         for stem in stems:
-            for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
+            dotted = stem.replace("-idx", ".idx")  # Kaggle-style names: train-images.idx3-ubyte
+            for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
                 if (folder / name).is_file():
                     found[stem] = folder / name
                     break
         if len(found) == len(stems):
             return found
-        if found:
+        if found and partial is None:
             missing = ", ".join(s for s in stems if s not in found)
-            raise DataError(f"{folder}: incomplete MNIST-format data, missing {missing}")
+            partial = DataError(f"{folder}: incomplete MNIST-format data, missing {missing}")
+    if partial is not None:
+        raise partial
     raise DataError(
         f"{root}: no MNIST-format files found (expected {', '.join(stems)}, "
         "gzip or raw, directly or under <NAME>/raw)"
@@ -136,17 +144,22 @@ def _validate_pair(
         )
     if len(labels) and int(labels.max()) > 9:
         bad = int(np.flatnonzero(labels > 9)[0])
-        raise DataError(
-            f"{label_path}: label {int(labels[bad])} at index {bad} is outside 0-9"
-        )
+        raise DataError(f"{label_path}: label {int(labels[bad])} at index {bad} is outside 0-9")
 
 
 def _source_key(files: dict[str, Path]) -> dict[str, list[object]]:
-    """What identifies the source files cheaply: resolved path, size, mtime."""
+    """What identifies the source files cheaply: resolved path, size, mtime, inode.
+
+    The inode catches a file replaced by rename (as every atomic writer does)
+    even when size and mtime happen to match.
+    """
     key: dict[str, list[object]] = {}
     for stem, path in sorted(files.items()):
-        st = path.stat()
-        key[stem] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        key[stem] = [str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino]
     return key
 
 
@@ -155,30 +168,84 @@ def _cache_folder(cache_dir: Path, key: dict[str, list[object]]) -> Path:
     return cache_dir / f"v{_CACHE_VERSION}-{digest}"
 
 
-def _read_cache(folder: Path, key: dict[str, list[object]]) -> dict[str, object] | None:
-    meta_path = folder / "meta.json"
+@dataclass
+class _Decoded:
+    arrays: dict[str, np.ndarray]
+    checksums: dict[str, str]
+    mean: float
+    std: float
+
+
+def _read_cache(
+    folder: Path, key: dict[str, list[object]], files: dict[str, Path]
+) -> _Decoded | None:
+    """The cached decode of ``files``, or None when it is missing, stale or damaged."""
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads((folder / "meta.json").read_text())
         if meta.get("key") != json.loads(json.dumps(key)):
             return None
         arrays = {s: np.load(folder / f"{s}.npy", allow_pickle=False) for s in key}
-    except (OSError, ValueError, KeyError):
+        for img_stem, lbl_stem in FILE_STEMS.values():
+            _validate_pair(arrays[img_stem], arrays[lbl_stem], files[img_stem], files[lbl_stem])
+        checksums = {str(k): str(v) for k, v in meta["checksums"].items()}
+        mean, std = float(meta["mean"]), float(meta["std"])
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, DataError):
         return None
-    return {"meta": meta, "arrays": arrays}
+    return _Decoded(arrays, checksums, mean, std)
 
 
-def _write_cache(
-    folder: Path, key: dict[str, list[object]], arrays: dict[str, np.ndarray], meta: dict
-) -> bool:
+def _write_cache(folder: Path, key: dict[str, list[object]], decoded: _Decoded) -> bool:
+    """Store ``decoded`` in ``folder``; False (and no exception) when the cache is unwritable."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for stem, array in arrays.items():
+        for stem, array in decoded.arrays.items():
             with atomic_path(folder / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
                 np.save(fh, array, allow_pickle=False)
-        atomic_write_text(folder / "meta.json", json.dumps({**meta, "key": key}, indent=1))
-        return True
+        meta = {
+            "key": key,
+            "checksums": decoded.checksums,
+            "mean": decoded.mean,
+            "std": decoded.std,
+            "written": time.time(),
+        }
+        # meta.json last: a folder without it is never read.
+        atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1))
     except OSError:
         return False
+    _prune_stale(folder, key)
+    return True
+
+
+def _prune_stale(current: Path, key: dict[str, list[object]]) -> None:
+    """Remove cache entries decoded from the same paths before the files changed."""
+    paths = sorted(str(v[0]) for v in key.values())
+    for other in current.parent.glob(f"v{_CACHE_VERSION}-*"):
+        if other == current:
+            continue
+        try:
+            meta = json.loads((other / "meta.json").read_text())
+            other_paths = sorted(str(v[0]) for v in meta["key"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            continue
+        if other_paths == paths:
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def _decode(files: dict[str, Path]) -> _Decoded:
+    """Read, checksum, parse and validate the four files."""
+    arrays, checksums = {}, {}
+    for stem, path in files.items():
+        payload = read_bytes(path)
+        digest = hashlib.md5(payload, usedforsecurity=False).hexdigest()
+        checksums[stem] = "ok" if digest == MNIST_MD5.get(stem) else "differs from MNIST"
+        arrays[stem] = parse_idx(payload, str(path))
+    for img_stem, lbl_stem in FILE_STEMS.values():
+        _validate_pair(arrays[img_stem], arrays[lbl_stem], files[img_stem], files[lbl_stem])
+    if all(v == "ok" for v in checksums.values()):
+        mean, std = MNIST_MEAN, MNIST_STD
+    else:
+        mean, std = pixel_stats(arrays[FILE_STEMS["train"][0]])
+    return _Decoded(arrays, checksums, mean, std)
 
 
 def load_dataset(
@@ -191,7 +258,9 @@ def load_dataset(
 
     ``data_dir`` (or ``$MNIST_CLASSIFIER_DATA_DIR``) names a folder of MNIST-format
     files; without one, the copy shipped with the package is used. Files are
-    decoded once into ``cache_dir`` (default :func:`default_cache_dir`).
+    decoded once into ``cache_dir`` (default :func:`default_cache_dir`); a cache
+    that is stale, damaged or unwritable is ignored. The normalisation is MNIST's
+    for the official files and is computed from the training split otherwise.
     """
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or None
@@ -199,64 +268,52 @@ def load_dataset(
         folder = shipped_data_dir()
         source = f"shipped MNIST ({folder})"
     else:
-        folder = Path(data_dir)
-        source = str(Path(data_dir).expanduser())
+        folder = Path(data_dir).expanduser()
+        source = str(folder)
     files = locate_files(folder)
     key = _source_key(files)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cache_folder = _cache_folder(cache, key)
 
-    cached = _read_cache(cache_folder, key) if use_cache else None
-    if cached is not None:
-        arrays = cached["arrays"]
-        meta = cached["meta"]
-        assert isinstance(arrays, dict) and isinstance(meta, dict)
-        checksums = dict(meta["checksums"])
-        from_cache = True
-    else:
-        arrays, checksums = {}, {}
-        for stem, path in files.items():
-            payload = read_bytes(path)
-            if stem in MNIST_MD5:
-                digest = hashlib.md5(payload, usedforsecurity=False).hexdigest()
-                checksums[stem] = "ok" if digest == MNIST_MD5[stem] else "differs from MNIST"
-            arrays[stem] = parse_idx(payload, str(path))
-        for split, (img_stem, lbl_stem) in FILE_STEMS.items():
-            _validate_pair(arrays[img_stem], arrays[lbl_stem], files[img_stem], files[lbl_stem])
-        if data_dir is None and not all(v == "ok" for v in checksums.values()):
-            bad = [str(files[s]) for s, v in checksums.items() if v != "ok"]
-            raise DataError(f"{bad[0]}: checksum does not match the official MNIST file")
-        from_cache = False
+    decoded = _read_cache(cache_folder, key, files) if use_cache else None
+    from_cache = decoded is not None
+    if decoded is None:
+        decoded = _decode(files)
         if use_cache:
-            _write_cache(
-                cache_folder, key, arrays, {"checksums": checksums, "written": time.time()}
-            )
+            _write_cache(cache_folder, key, decoded)
+    if data_dir is None and not all(v == "ok" for v in decoded.checksums.values()):
+        bad = next(s for s, v in decoded.checksums.items() if v != "ok")
+        raise DataError(f"{files[bad]}: checksum does not match the official MNIST file")
 
+    arrays = decoded.arrays
     train_img, train_lbl = FILE_STEMS["train"]
     test_img, test_lbl = FILE_STEMS["test"]
-    official = all(v == "ok" for v in checksums.values())
-    if official:
-        mean, std = MNIST_MEAN, MNIST_STD
-    else:
-        mean, std = pixel_stats(arrays[train_img])
     return Dataset(
         train_images=torch.from_numpy(np.ascontiguousarray(arrays[train_img])),
         train_labels=torch.from_numpy(arrays[train_lbl].astype(np.int64)),
         test_images=torch.from_numpy(np.ascontiguousarray(arrays[test_img])),
         test_labels=torch.from_numpy(arrays[test_lbl].astype(np.int64)),
-        mean=mean,
-        std=std,
+        mean=decoded.mean,
+        std=decoded.std,
         source=source,
         files={s: str(p) for s, p in files.items()},
-        checksums=checksums,
+        checksums=decoded.checksums,
         from_cache=from_cache,
     )
 
 
 def pixel_stats(images: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of uint8 ``images`` scaled to [0, 1]."""
+    """Mean and standard deviation of uint8 ``images`` scaled to [0, 1].
+
+    Computed exactly from a 256-bin histogram, so a 60,000-image split needs no
+    float copy of its pixels. A constant split gets std 1.0 (no division by zero).
+    """
     if images.size == 0:
         raise DataError("cannot compute pixel statistics of an empty training split")
-    flat = images.reshape(-1).astype(np.float64) / 255.0
-    std = float(flat.std())
-    return float(flat.mean()), std if std > 0 else 1.0
+    counts = np.bincount(np.asarray(images, dtype=np.uint8).reshape(-1), minlength=256)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    n = float(counts.sum())
+    mean = float((counts * values).sum() / n)
+    var = float((counts * (values - mean) ** 2).sum() / n)
+    std = var**0.5
+    return mean, std if std > 0 else 1.0

@@ -1,0 +1,260 @@
+"""Download the four official MNIST files from a list of mirrors, verified.
+
+MNIST ships inside the package, so nothing needs this to work; it exists to
+fetch a fresh copy (or to rebuild one elsewhere). Each file is streamed to a
+temporary file beside its destination, its *decompressed* payload is checked
+against :data:`~mnist_classifier.data.sources.MNIST_MD5`, and only then is it
+renamed into place: an interrupted or failed download never leaves a partial
+file behind. Mirrors are tried in order; each failure is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from .. import __version__
+from ..errors import ConfigError, DataError, DownloadError
+from ..fileio import atomic_path
+from . import sources
+
+DEFAULT_MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+DEFAULT_TIMEOUT = 30.0  # seconds without data before a mirror counts as failed
+_CHUNK = 64 * 1024  # bytes per read
+_SCHEMES = ("http://", "https://", "file://")
+
+
+class _MirrorFailed(Exception):
+    """One mirror could not provide a verified copy; the message says why."""
+
+
+class Progress:
+    """A one-file progress bar on ``stream``.
+
+    On a terminal it redraws one line with ``\\r``; otherwise (a log file, CI)
+    it writes one plain line when a file starts and one when it is done.
+    """
+
+    def __init__(self, name: str, total: int | None, stream: TextIO | None = None) -> None:
+        self.name = name
+        self.total = total if total and total > 0 else None
+        self.stream = stream if stream is not None else sys.stderr
+        self.done = 0
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_draw = 0.0
+        if not self.tty:
+            size = f" ({_human_size(self.total)})" if self.total else ""
+            self._write(f"downloading {name}{size}\n")
+
+    def update(self, n: int) -> None:
+        """Count ``n`` more bytes received."""
+        self.done += n
+        if self.tty:
+            now = time.monotonic()
+            if now - self._last_draw >= 0.1:
+                self._last_draw = now
+                self._draw()
+
+    def finish(self, note: str) -> None:
+        """End the bar with ``note`` (for example "verified")."""
+        if self.tty:
+            self._draw()
+            self._write(f"  {note}\n")
+        else:
+            self._write(f"{self.name}: {_human_size(self.done)}, {note}\n")
+
+    def abort(self) -> None:
+        """End a redrawn line so the next message starts on its own line."""
+        if self.tty:
+            self._write("\n")
+
+    def _draw(self) -> None:
+        if self.total:
+            frac = min(self.done / self.total, 1.0)
+            bar = "#" * int(frac * 30)
+            text = (
+                f"\r{self.name:<28} [{bar:<30}] {frac:4.0%} "
+                f"{_human_size(self.done)} / {_human_size(self.total)}"
+            )
+        else:
+            text = f"\r{self.name:<28} {_human_size(self.done)}"
+        self._write(text)
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def _human_size(n: int | None) -> str:
+    """A byte count for people: MB, or kB below one megabyte."""
+    n = n or 0
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _check_mirrors(mirrors: Sequence[str]) -> list[str]:
+    if isinstance(mirrors, str):
+        mirrors = [mirrors]
+    checked = [m if m.endswith("/") else m + "/" for m in mirrors]
+    if not checked:
+        raise ConfigError("no download mirrors given")
+    for m in checked:
+        if not m.startswith(_SCHEMES):
+            raise ConfigError(f"mirror {m!r}: URL must start with http://, https:// or file://")
+    return checked
+
+
+def decompressed_md5(path: str | os.PathLike[str]) -> str:
+    """MD5 of the decompressed content of the gzip file ``path``.
+
+    Raises OSError, EOFError or zlib.error when the file is missing or is not
+    complete, valid gzip.
+    """
+    digest = hashlib.md5(usedforsecurity=False)
+    with gzip.open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_verified(path: str | os.PathLike[str], stem: str) -> bool:
+    """True when ``path`` is a gzip file whose content matches the official ``stem``."""
+    try:
+        return decompressed_md5(path) == sources.MNIST_MD5[stem]
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _fetch(url: str, out: BinaryIO, name: str, timeout: float, progress: bool) -> Progress | None:
+    """Stream ``url`` into the open file ``out`` and return its (unfinished) progress bar.
+
+    Raises _MirrorFailed on any network or HTTP fault, DataError when ``out``
+    cannot be written.
+    """
+    request = urllib.request.Request(url, headers={"User-Agent": f"mnist-classifier/{__version__}"})
+    bar: Progress | None = None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length") if response.headers else None
+            total = int(length) if length and length.isdigit() else None
+            bar = Progress(name, total) if progress else None
+            received = 0
+            while chunk := response.read(_CHUNK):
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise DataError(
+                        f"{out.name}: cannot be written ({exc.strerror or exc})"
+                    ) from None
+                received += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        if total is not None and received != total:
+            raise _MirrorFailed(f"incomplete download ({received} of {total} bytes)")
+    except BaseException as exc:
+        if bar is not None:
+            bar.abort()
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()
+            raise _MirrorFailed(f"HTTP {exc.code} {exc.reason}") from None
+        if isinstance(exc, (OSError, http.client.HTTPException, ValueError)):
+            raise _MirrorFailed(_reason(exc)) from None
+        raise
+    return bar
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, one-line description of a network failure."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        inner = exc.reason
+        if isinstance(inner, BaseException):
+            return _reason(inner)
+        return str(inner)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _verify(path: Path, stem: str) -> None:
+    """Raise _MirrorFailed unless ``path`` is gzip holding the official ``stem`` content."""
+    try:
+        digest = decompressed_md5(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _MirrorFailed(f"not valid gzip ({_reason(exc)})") from None
+    if digest != sources.MNIST_MD5[stem]:
+        raise _MirrorFailed(f"checksum mismatch (content MD5 {digest})")
+
+
+def download_mnist(
+    dest_dir: str | os.PathLike[str],
+    mirrors: Sequence[str] = DEFAULT_MIRRORS,
+    progress: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Path]:
+    """Download the four official MNIST ``.gz`` files into ``dest_dir``; return stem -> path.
+
+    Mirrors are base URLs tried in order for each file. A file already in
+    ``dest_dir`` whose content verifies is kept without a download. A copy is
+    accepted only when the MD5 of its decompressed payload matches the official
+    one. Each failing mirror is reported as one line on stderr; when every
+    mirror fails for a file, :class:`DownloadError` names the file and the
+    mirrors tried. The folder can then be read with ``--data-dir``.
+    """
+    bases = _check_mirrors(mirrors)
+    if timeout <= 0:
+        raise ConfigError(f"download timeout must be positive, got {timeout}")
+    dest = Path(dest_dir).expanduser()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{dest}: cannot create folder ({exc.strerror or exc})") from None
+
+    paths: dict[str, Path] = {}
+    for stem in (s for pair in sources.FILE_STEMS.values() for s in pair):
+        name = f"{stem}.gz"
+        target = dest / name
+        if is_verified(target, stem):
+            if progress:
+                print(f"{name}: already present and verified", file=sys.stderr)
+            paths[stem] = target
+            continue
+        failures: list[str] = []
+        for i, base in enumerate(bases):
+            url = base + name
+            try:
+                with atomic_path(target) as tmp:
+                    with open(tmp, "wb") as out:
+                        bar = _fetch(url, out, name, timeout, progress)
+                    _verify(tmp, stem)
+                    if bar is not None:
+                        bar.finish(f"verified, from {base}")
+            except _MirrorFailed as exc:
+                failures.append(f"{base} ({exc})")
+                more = ", trying next" if i + 1 < len(bases) else ""
+                print(f"mirror {base}: {exc}{more}", file=sys.stderr)
+                continue
+            except OSError as exc:  # the temporary file itself: not the mirror's fault
+                raise DataError(f"{target}: cannot be written ({exc.strerror or exc})") from None
+            paths[stem] = target
+            break
+        else:
+            raise DownloadError(
+                f"{name}: no mirror provided a verified copy; tried {'; '.join(failures)}"
+            )
+    return paths
