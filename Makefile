@@ -22,7 +22,7 @@ test: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	$(CLI) data info
+	$(CLI) train --recipe seed
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
