@@ -127,3 +127,14 @@ def test_early_stopping(small_mnist, tmp_path):
     )  # fmt: skip
     assert run.metrics["epochs_run"] < 30
     assert len(run.history) == run.metrics["epochs_run"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from mnist_classifier.fileio import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
