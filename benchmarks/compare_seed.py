@@ -24,10 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seed_pipeline import run_seed_pipeline  # noqa: E402
-
-import mnist_classifier  # noqa: E402
-from mnist_classifier.data.sources import load_dataset  # noqa: E402
+import mnist_classifier
+from mnist_classifier.data.sources import load_dataset
+from seed_pipeline import run_seed_pipeline
 
 
 def run_ours(epochs: int, seed: int, limit: int | None) -> dict[str, float]:

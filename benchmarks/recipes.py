@@ -49,7 +49,9 @@ def main() -> None:
                     dataset=dataset, log=None,
                 )  # fmt: skip
             m = run.metrics
-            runs.append({"seed": seed, "seconds": m["train_seconds"], "test": m["test"]["accuracy"]})
+            runs.append(
+                {"seed": seed, "seconds": m["train_seconds"], "test": m["test"]["accuracy"]}
+            )
             print(
                 f"  {name} seed {seed}: {m['train_seconds']:.1f}s  test {100 * m['test']['accuracy']:.2f}%",
                 flush=True,
@@ -64,7 +66,9 @@ def main() -> None:
             )
         )  # fmt: skip
     print()
-    print(f"| recipe | model | parameters | train s ({device.type}, median) | test acc mean | std |")
+    print(
+        f"| recipe | model | parameters | train s ({device.type}, median) | test acc mean | std |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for name, model, params, secs, mean, std in rows:
         print(f"| {name} | {model} | {params:,} | {secs:.1f} | {mean:.2f}% | {std:.2f} |")
