@@ -69,7 +69,7 @@ def _final_weights(path):
 def test_resume_after_interruption_equals_uninterrupted_run(small_mnist, tmp_path, interrupt_at):
     cfg = dict(
         dataset=small_mnist, model="mlp-128-64-dropout", epochs=2, schedule="onecycle",
-        ema=0.9, label_smoothing=0.1, **QUIET,
+        ema=0.9, label_smoothing=0.1, augment="light", **QUIET,
     )  # fmt: skip
     straight = mnist_classifier.train(out=tmp_path / "straight", **cfg)
 
