@@ -80,18 +80,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         run = train(args.config, out=args.out, recipe=args.recipe, **overrides)
     if not args.no_report:
-        _write_report(run.path)
+        from ..evaluation.report import write_report
+
+        print(f"report: {write_report(run.path)}")
     print(f"run folder: {run.path}")
     return 0
-
-
-def _write_report(run_dir: Any) -> None:
-    """Plots and report.html, when the evaluation layer that makes them is installed."""
-    try:
-        from ..evaluation.report import write_report
-    except ImportError:
-        return
-    print(f"report: {write_report(run_dir)}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
