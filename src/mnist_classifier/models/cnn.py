@@ -8,13 +8,32 @@ from torch import nn
 from .registry import register_model
 
 
-def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
-    """3x3 convolution (no bias), batch norm, ReLU; spatial size kept."""
+def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution (no bias), batch norm, ReLU; spatial size kept (or divided by ``stride``)."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     )
+
+
+class TinyCNN(nn.Module):
+    """Three stride-2 conv-bn blocks and a linear classifier: no pooling, few pixels per layer,
+    so it trains several times faster than :class:`SmallCNN` on a CPU."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            conv_bn(1, w, stride=2),  # (B, w, 14, 14)
+            conv_bn(w, 2 * w, stride=2),  # (B, 2w, 7, 7)
+            conv_bn(2 * w, 4 * w, stride=2),  # (B, 4w, 4, 4)
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, 1, 28, 28) -> logits (B, 10)
+        return self.head(self.features(x))
 
 
 class SmallCNN(nn.Module):
@@ -59,6 +78,11 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, 1, 28, 28) -> logits (B, 10)
         return self.head(self.features(x))
+
+
+@register_model("cnn-tiny", "3 stride-2 conv-bn blocks (16-32-64 channels), linear")
+def cnn_tiny(width: int = 16) -> TinyCNN:
+    return TinyCNN(width=width)
 
 
 @register_model("cnn-small", "3 conv-bn blocks (16-32-64 channels), max pooling, linear")

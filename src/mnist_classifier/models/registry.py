@@ -66,5 +66,10 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"model {name!r} does not accept these arguments: {exc}") from None
 
 
+def uses_convolutions(model: nn.Module) -> bool:
+    """True when ``model`` has 2-D convolutions (which run faster channels-last on a CPU)."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
