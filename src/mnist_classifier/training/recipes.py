@@ -70,14 +70,15 @@ RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "cnn-best": (
-        "cnn (32-64-128), strong affine + elastic augmentation, one-cycle, label smoothing, EMA, TTA",
+        "cnn at width 24, strong affine + elastic augmentation, one-cycle, label smoothing, EMA, TTA",
         {
             "model": "cnn",
+            "model_kwargs": {"width": 24},
             "optimizer": "adamw",
             "lr": 5e-3,
             "weight_decay": 5e-4,
             "batch_size": 128,
-            "epochs": 12,
+            "epochs": 15,
             "schedule": "onecycle",
             "label_smoothing": 0.1,
             "augment": "strong",
