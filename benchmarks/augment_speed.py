@@ -12,6 +12,10 @@ machine's load.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch loads
+
 import argparse
 import json
 import statistics

@@ -11,6 +11,10 @@ for ours, writing the run folder).
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch loads
+
 import argparse
 import json
 import platform

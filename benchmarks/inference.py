@@ -10,6 +10,10 @@ uint8 28x28 images; the timing covers normalisation and softmax, as a user sees 
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch loads
+
 import argparse
 import platform
 import statistics
@@ -20,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from mnist_classifier.inference.predictor import load_predictor
+
 from mnist_classifier.models.registry import count_parameters, create_model, list_models
 from mnist_classifier.training.checkpoint import build_checkpoint, save_checkpoint
 
@@ -58,7 +62,9 @@ def main() -> None:
         f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}; {args.seconds:.0f} s per measurement"
     )
-    print("| model | parameters | backend | batch 1 img/s | batch 1 p50 ms | batch 1 p99 ms | batch 1024 img/s |")
+    print(
+        "| model | parameters | backend | batch 1 img/s | batch 1 p50 ms | batch 1 p99 ms | batch 1024 img/s |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:

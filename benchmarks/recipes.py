@@ -8,6 +8,10 @@ epochs with their validation passes), test accuracy mean and standard deviation.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch loads
+
 import argparse
 import json
 import platform

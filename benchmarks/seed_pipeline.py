@@ -29,6 +29,10 @@ Importable: :func:`run_seed_pipeline` returns the same dict.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch loads
+
 import argparse
 import json
 import time

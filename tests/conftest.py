@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# As the CLI does, before torch loads: idle OpenMP threads sleep instead of spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Keep the user's cache untouched: every test session decodes into its own folder.
 os.environ.setdefault(
     "MNIST_CLASSIFIER_CACHE_DIR", tempfile.mkdtemp(prefix="mnist-classifier-test-cache-")

@@ -142,7 +142,9 @@ def as_model_input(model_is_channels_last: bool, x: torch.Tensor) -> torch.Tenso
 
 def is_channels_last(model: nn.Module) -> bool:
     return any(
-        p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        p.dim() == 4
+        and p.is_contiguous(memory_format=torch.channels_last)
+        and not p.is_contiguous()
         for p in model.parameters()
     )
 
@@ -169,9 +171,7 @@ def predict_log_probs(
     for start in range(0, images.shape[0], batch_size):
         batch = images[start : start + batch_size].to(device, non_blocking=True)
         if tta:
-            probs = torch.stack(
-                [F.softmax(forward(v), 1) for v in _shift_views(batch)]
-            ).mean(0)
+            probs = torch.stack([F.softmax(forward(v), 1) for v in _shift_views(batch)]).mean(0)
             out.append(probs.clamp_min(1e-12).log().cpu())
         else:
             out.append(F.log_softmax(forward(batch), 1).cpu())
