@@ -98,6 +98,18 @@ def test_uneven_lighting_is_not_taken_for_ink() -> None:
     assert ink_box(result.image)[0] == DIGIT_BOX
 
 
+def test_faint_strokes_joined_to_the_digit_are_kept() -> None:
+    # A '7' whose bar is drawn much lighter than its stem (a pencil pressed unevenly).
+    image = Image.new("L", (300, 300), 230)
+    draw = ImageDraw.Draw(image)
+    draw.line([(90, 60), (200, 60)], fill=150, width=10)  # faint bar
+    draw.line([(200, 60), (130, 250)], fill=20, width=10)  # dark stem
+    result = preprocess(image)
+    left, top, _, _ = result.box
+    assert left <= 90 and top <= 56  # the bar is part of the digit
+    assert result.image[:10].max() > 100  # ... and visible at the top of the 28x28
+
+
 def test_specks_and_far_marks_are_removed() -> None:
     clean = seven_on_paper((600, 500))
     dirty = clean.copy()

@@ -262,8 +262,8 @@ def _normalise(im: Image.Image, label: str) -> Image.Image:
         raise
     except Exception as exc:
         raise ImageError(f"{label}: truncated or corrupt image ({_one_line(exc)})") from None
-    if max(eight.size) > MAX_SIDE:
-        eight.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    if max(eight.size) > MAX_SIDE:  # area averaging: anti-aliased, and fast on 12 Mpx photos
+        eight.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
     return _flatten_alpha(eight)
 
 
@@ -629,20 +629,20 @@ def _noise_floor(smooth: np.ndarray) -> np.ndarray:
     runs along rows), which a stroke that is smooth inside barely affects.
     """
     cells = max(_cell_grid(smooth), _NOISE_CELL)  # enough pixels for a median of paper
-    blocks = _cell_blocks(smooth, cells)
-    k = blocks.shape[2] // 2
-    median = np.partition(blocks, k, axis=2)[:, :, k]
+    cells += cells % 2
+    # The statistics use every other pixel in each direction: as good, and 4x faster.
+    level = _cell_stat(smooth[::2, ::2], cells // 2, 50.0)
 
     def lower_quartile(windows: np.ndarray, axis: tuple[int, int]) -> np.ndarray:
         return np.percentile(windows, 25.0, axis=axis)
 
-    level = _window_reduce(median, 2, lower_quartile)
-    across = np.abs(np.diff(smooth, axis=1, append=smooth[:, -1:]))
-    down = np.abs(np.diff(smooth, axis=0, append=smooth[-1:, :]))
+    level = _window_reduce(level, 2, lower_quartile)
+    across = np.abs(np.diff(smooth, axis=1, append=smooth[:, -1:]))[::2, ::2]
+    down = np.abs(np.diff(smooth, axis=0, append=smooth[-1:, :]))[::2, ::2]
     # For noise smoothed by the 3x3 box, sigma = 1.22 * sigma of neighbour differences
     # = 1.22 * 1.4826 * their median.
-    spread = 1.81 * np.maximum(_cell_stat(across, cells, 50.0), _cell_stat(down, cells, 50.0))
-    level += _NOISE_SIGMAS * _window_reduce(spread, 2, lower_quartile)
+    spread = np.maximum(_cell_stat(across, cells // 2, 50.0), _cell_stat(down, cells // 2, 50.0))
+    level += _NOISE_SIGMAS * _window_reduce(1.81 * spread, 2, lower_quartile)
     return np.maximum(_upsample(level, cells, smooth.shape), _MIN_CONTRAST)
 
 
