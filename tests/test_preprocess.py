@@ -230,6 +230,16 @@ def test_every_kind_of_source_gives_the_same_result(tmp_path: Path) -> None:
     assert np.array_equal(from_file, expected)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"])
+def test_common_formats_load(fmt: str) -> None:
+    image = seven_on_paper()
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    expected = to_mnist(image)
+    result = to_mnist(buf.getvalue(), name=f"seven.{fmt.lower()}")
+    assert np.abs(result.astype(int) - expected.astype(int)).mean() < 4.0  # lossy ones differ
+
+
 def test_names_in_messages(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match=r"^<upload>: empty file$"):
         load_image(b"")
