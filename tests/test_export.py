@@ -21,7 +21,8 @@ from mnist_classifier.inference import onnx as onnx_export
 from mnist_classifier.inference.deployed import deployed_from_checkpoint
 from mnist_classifier.inference.onnx import export_onnx, export_torchscript
 from mnist_classifier.inference.predictor import load_predictor
-from mnist_classifier.training.checkpoint import load_checkpoint
+from mnist_classifier.models.registry import create_model, list_models
+from mnist_classifier.training.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,7 @@ def test_export_errors(trained_run: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_export_loads_with_torch_jit(
     trained_run: Path, checkpoint: dict, tmp_path: Path, pixels
 ) -> None:
@@ -197,3 +199,23 @@ def test_foreign_or_damaged_onnx_files_are_refused(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
     with pytest.raises(CheckpointError, match="not found"):
         load_predictor(tmp_path / "missing.onnx", backend="onnx")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_exports_to_onnx(name: str, tmp_path: Path) -> None:
+    """Untrained weights are enough: the export must match PyTorch for every architecture
+    (with test-time augmentation switched on for one of them)."""
+    tta = name == "cnn-small"
+    torch.manual_seed(0)
+    ckpt = build_checkpoint(
+        create_model(name), model_name=name, model_kwargs={}, mean=0.2, std=0.4, config={"tta": tta}
+    )
+    path = save_checkpoint(tmp_path / f"{name}.pt", ckpt)
+    out = export_onnx(path, tmp_path / f"{name}.onnx")
+    predictor = load_predictor(out, backend="onnx")
+    assert (predictor.model_name, predictor.mean, predictor.std, predictor.tta) == (
+        name,
+        0.2,
+        0.4,
+        tta,
+    )
