@@ -236,8 +236,8 @@ def explain_picture(p: Prediction, k: int = 3, source: Any = None) -> Image.Imag
         draw.rectangle((left - 2, top - 2, right + 1, bottom + 1), outline=(230, 40, 40), width=2)
     seen = Image.fromarray(p.image).resize((EXPLAIN_SIDE, EXPLAIN_SIDE), Image.Resampling.NEAREST)
 
-    font = ImageFont.load_default()
-    margin, gap, title_h, caption_h = 8, 12, 18, 38
+    font = ImageFont.load_default(size=13)  # a scalable font where FreeType is built in
+    margin, gap, title_h, caption_h = 8, 12, 18, 42
     width = margin * 2 + EXPLAIN_SIDE * 2 + gap
     height = margin * 2 + title_h + EXPLAIN_SIDE + caption_h
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
@@ -261,7 +261,7 @@ def explain_picture(p: Prediction, k: int = 3, source: Any = None) -> Image.Imag
         font=font,
     )
     name = p.name if len(p.name) <= 70 else "..." + p.name[-67:]
-    draw.text((margin, base + 16), name, fill=grey, font=font)
+    draw.text((margin, base + 18), name, fill=grey, font=font)
     return canvas
 
 
