@@ -282,23 +282,30 @@ def test_accuracy_on_user_made_digits(predictor: Predictor) -> None:
     Preprocessing must make them readable: far more accurate than squashing the
     image to 28x28, which is what a model trained on MNIST gets without it.
     """
-    handwriting = pytest.importorskip("handwriting")
-    images, labels = [], []
+    import handwriting  # tests/handwriting.py
+
+    images, labels, variants = [], [], []
     for seed in range(3):
         rng = np.random.default_rng(seed)
         for variant in handwriting.VARIANTS:
             for digit in range(10):
                 images.append(handwriting.make_user_image(digit, variant, rng))
                 labels.append(digit)
-    labels_a = np.array(labels)
+                variants.append(variant)
+    labels_a, variants_a = np.array(labels), np.array(variants)
     results = predictor.predict(images)
     assert all(p.error is None for p in results), [p.error for p in results if p.error]
-    accuracy = float(np.mean([p.digit for p in results] == labels_a))
+    correct = np.array([p.digit for p in results]) == labels_a
+    accuracy = float(correct.mean())
     plain = predictor.predict_mnist(np.stack([plain_resize(im) for im in images]))
-    plain_accuracy = float(np.mean(plain.argmax(1) == labels_a))
-    print(
-        f"\nuser-made digits ({len(images)} images): preprocessed {100 * accuracy:.2f}%, "
-        f"plain resize {100 * plain_accuracy:.2f}%"
-    )
+    plain_correct = plain.argmax(1) == labels_a
+    plain_accuracy = float(plain_correct.mean())
+    print(f"\nuser-made digits, {len(images)} images: preprocessed / plain resize")
+    for variant in handwriting.VARIANTS:
+        mask = variants_a == variant
+        print(
+            f"  {variant:<16} {100 * correct[mask].mean():6.2f}%  {100 * plain_correct[mask].mean():6.2f}%"
+        )
+    print(f"  {'all':<16} {100 * accuracy:6.2f}%  {100 * plain_accuracy:6.2f}%")
     assert accuracy >= 0.85
     assert accuracy >= plain_accuracy + 0.5
