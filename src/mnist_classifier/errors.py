@@ -49,3 +49,7 @@ class TrainingInterrupted(MnistClassifierError):
     """Training was interrupted (Ctrl-C); a resumable checkpoint was saved."""
 
     exit_code = 130
+
+
+class RunFolderError(MnistClassifierError):
+    """A run folder is missing, or a file in it is missing, corrupt or cannot be written."""

@@ -1,0 +1,409 @@
+"""The pictures of a run: learning curves, confusion matrix, per-class scores, predictions.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly and rendered
+by the Agg canvas that ``savefig`` picks for PNG, so this module never imports
+``matplotlib.pyplot``, never selects a backend and never changes ``rcParams``:
+whoever else uses matplotlib in the same process (a notebook, a GUI) is left
+alone, and nothing here needs a display. Every PNG is written atomically.
+
+Files written by :func:`write_run_plots` into ``RUN/plots/`` (see :data:`PLOT_FILES`):
+
+- ``curves.png``: one figure, loss panel and accuracy panel (train vs validation per
+  epoch), plus a learning-rate panel when the rate changed during training;
+- ``confusion_matrix.png``, ``per_class.png``: test-set results;
+- ``predictions.png``: the first test images with true and predicted digit;
+- ``confident_mistakes.png``: the test images the model got wrong with most confidence.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from ..errors import RunFolderError
+from ..fileio import atomic_path
+from .run_files import (
+    check_run_dir,
+    load_test_images,
+    read_config,
+    read_history,
+    read_metrics,
+    read_predictions,
+)
+
+DPI = 100
+WRONG_COLOR = "#c62828"
+RIGHT_COLOR = "#222222"
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+
+# File name -> caption, in the order the report shows them.
+PLOT_FILES: dict[str, str] = {
+    "curves.png": "Loss and accuracy per epoch, training vs validation",
+    "confusion_matrix.png": "Confusion matrix on the test set (rows: true digit)",
+    "per_class.png": "Precision, recall and F1 per digit on the test set",
+    "predictions.png": "First test images: true digit (T) and prediction (P); wrong ones in red",
+    "confident_mistakes.png": "The most confidently wrong test images, with top-3 probabilities",
+}
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A pyplot-free figure of ``width`` x ``height`` inches at :data:`DPI`."""
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def save_figure(fig: Figure, out_path: str | os.PathLike[str]) -> Path:
+    """Render ``fig`` as PNG to ``out_path`` atomically and return the path."""
+    path = Path(out_path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    return path
+
+
+def _percent(fraction: float) -> str:
+    return f"{100.0 * fraction:.2f}%"
+
+
+def _column(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    try:
+        return np.array([float(row[key]) for row in history], dtype=np.float64)
+    except KeyError:
+        raise ValueError(f"history rows need a {key!r} value") from None
+
+
+def plot_curves(
+    history: Sequence[Mapping[str, Any]],
+    out_dir: str | os.PathLike[str],
+    *,
+    best_epoch: int | None = None,
+) -> Path:
+    """Draw training vs validation loss and accuracy per epoch into ``out_dir/curves.png``.
+
+    ``history`` holds one mapping per epoch with the ``history.csv`` columns (numbers or
+    numeric strings). Accuracy is shown in percent. ``best_epoch``, when given, is marked
+    with a dotted line. A third panel shows the learning rate if it changed.
+    """
+    if not history:
+        raise ValueError("history is empty: there is no epoch to plot")
+    epochs = _column(history, "epoch")
+    lr = _column(history, "lr") if all("lr" in row for row in history) else None
+    show_lr = lr is not None and len(lr) > 1 and not np.allclose(lr, lr[0])
+    panels = 3 if show_lr else 2
+    fig = new_figure(4.6 * panels, 3.6)
+    axes = fig.subplots(1, panels)
+    marker = "o" if len(epochs) <= 30 else None
+
+    loss_ax, acc_ax = axes[0], axes[1]
+    loss_ax.plot(
+        epochs, _column(history, "train_loss"), marker=marker, color=TRAIN_COLOR, label="training"
+    )
+    loss_ax.plot(
+        epochs, _column(history, "val_loss"), marker=marker, color=VAL_COLOR, label="validation"
+    )
+    loss_ax.set_title("Loss")
+    loss_ax.set_ylabel("cross-entropy loss")
+
+    acc_ax.plot(
+        epochs,
+        100 * _column(history, "train_acc"),
+        marker=marker,
+        color=TRAIN_COLOR,
+        label="training",
+    )
+    acc_ax.plot(
+        epochs,
+        100 * _column(history, "val_acc"),
+        marker=marker,
+        color=VAL_COLOR,
+        label="validation",
+    )
+    acc_ax.set_title("Accuracy")
+    acc_ax.set_ylabel("accuracy")
+    acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=100, decimals=None))
+
+    if show_lr and lr is not None:
+        lr_ax = axes[2]
+        lr_ax.plot(epochs, lr, marker=marker, color="#555555")
+        lr_ax.set_title("Learning rate")
+        lr_ax.set_ylabel("learning rate")
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        if best_epoch is not None:
+            ax.axvline(
+                best_epoch, color="#888888", linestyle=":", linewidth=1.2, label="best epoch"
+            )
+    loss_ax.legend(loc="best", fontsize="small")
+    acc_ax.legend(loc="best", fontsize="small")
+    return save_figure(fig, Path(out_dir) / "curves.png")
+
+
+def plot_confusion_matrix(
+    cm: Sequence[Sequence[int]] | np.ndarray,
+    out_path: str | os.PathLike[str],
+    *,
+    title: str = "Confusion matrix (test)",
+) -> Path:
+    """Draw confusion matrix ``cm`` (rows = true digit, columns = predicted) as a heatmap.
+
+    Cells show counts; their colour is the fraction of the true digit's images, so
+    errors stay visible next to the large diagonal whatever the class sizes.
+    """
+    counts = np.asarray(cm)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
+        raise ValueError(f"confusion matrix must be square, got shape {counts.shape}")
+    if np.any(counts < 0):
+        raise ValueError("confusion matrix counts must not be negative")
+    counts = counts.astype(np.int64)
+    k = counts.shape[0]
+    row_totals = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, row_totals, out=np.zeros(counts.shape), where=row_totals > 0)
+    total = int(counts.sum())
+    accuracy = np.trace(counts) / total if total else 0.0
+
+    fig = new_figure(7.2, 6.2)
+    ax = fig.subplots()
+    image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    cbar = fig.colorbar(image, ax=ax, shrink=0.85)
+    cbar.set_label("fraction of the true digit's images")
+    fontsize = 9 if max(len(str(int(c))) for c in counts.flat) <= 4 else 7
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if fractions[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(f"{title}: accuracy {_percent(accuracy)} of {total:,}")
+    return save_figure(fig, out_path)
+
+
+def plot_per_class(
+    per_class: Mapping[str, Mapping[str, Any]] | Mapping[int, Mapping[str, Any]],
+    out_path: str | os.PathLike[str],
+) -> Path:
+    """Draw precision, recall and F1 (in percent) as grouped bars per digit.
+
+    ``per_class`` maps each digit (``"0"``..``"9"`` or ints) to a mapping with
+    ``precision``, ``recall`` and ``f1`` fractions. The value axis starts just
+    below the lowest score, so that differences of a fraction of a percent show.
+    """
+    if not per_class:
+        raise ValueError("per_class is empty")
+    items = sorted(
+        ((str(key), value) for key, value in per_class.items()), key=lambda kv: int(kv[0])
+    )
+    labels = [key for key, _ in items]
+    series = {
+        name: np.array([100.0 * float(scores[name]) for _, scores in items])
+        for name in ("precision", "recall", "f1")
+    }
+    lowest = min(float(values.min()) for values in series.values())
+    bottom = max(0.0, 5.0 * math.floor((lowest - 1.0) / 5.0))
+
+    fig = new_figure(9.0, 4.0)
+    ax = fig.subplots()
+    x = np.arange(len(labels))
+    width = 0.27
+    colors = {"precision": "#1f77b4", "recall": "#2ca02c", "f1": "#9467bd"}
+    for offset, (name, values) in zip((-width, 0.0, width), series.items(), strict=True):
+        ax.bar(
+            x + offset,
+            values - bottom,
+            width,
+            bottom=bottom,
+            label=name.replace("f1", "F1"),
+            color=colors[name],
+        )
+    ax.set_xticks(x, labels)
+    ax.set_xlabel("digit")
+    ax.set_ylim(bottom, 100.0 + (100.0 - bottom) * 0.02)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=100, decimals=None))
+    ax.set_ylabel("score")
+    ax.set_title("Per-class precision, recall and F1 (test)")
+    ax.grid(True, axis="y", alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", fontsize="small", ncols=3)
+    return save_figure(fig, out_path)
+
+
+def _check_predictions(
+    images: Any, labels: Any, probs: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrays (images (N, H, W), labels (N,), probs (N, C)) after shape checks."""
+    images_arr = np.asarray(images)
+    labels_arr = np.asarray(labels).astype(np.int64)
+    probs_arr = np.asarray(probs, dtype=np.float64)
+    if images_arr.ndim != 3:
+        raise ValueError(f"images must be (N, H, W), got shape {images_arr.shape}")
+    if probs_arr.ndim != 2:
+        raise ValueError(f"probs must be (N, classes), got shape {probs_arr.shape}")
+    if not len(images_arr) == len(labels_arr) == len(probs_arr):
+        raise ValueError(
+            f"images, labels and probs differ in length: "
+            f"{len(images_arr)}, {len(labels_arr)}, {len(probs_arr)}"
+        )
+    return images_arr, labels_arr, probs_arr
+
+
+def _grid(count: int, columns: int | None = None) -> tuple[int, int]:
+    cols = columns or max(1, math.ceil(math.sqrt(count)))
+    return max(1, math.ceil(count / cols)), cols
+
+
+def _show_digit(ax: Axes, image: np.ndarray) -> None:
+    vmax = 255 if image.dtype == np.uint8 else None
+    ax.imshow(image, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_predictions(
+    images: Any,
+    labels: Any,
+    probs: Any,
+    out_path: str | os.PathLike[str],
+    n: int = 25,
+) -> Path:
+    """Draw the first ``n`` images in a grid, each titled ``T:7 P:7``; wrong ones in red.
+
+    ``images`` is uint8 (N, 28, 28) (numpy or a CPU tensor), ``labels`` (N,) true digits,
+    ``probs`` (N, 10) predicted probabilities.
+    """
+    images_arr, labels_arr, probs_arr = _check_predictions(images, labels, probs)
+    count = min(n, len(images_arr))
+    if count <= 0:
+        raise ValueError("there are no images to plot")
+    preds = probs_arr.argmax(axis=1)
+    rows, cols = _grid(count)
+    fig = new_figure(1.35 * cols, 1.5 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    wrong = 0
+    for i, ax in enumerate(axes):
+        if i >= count:
+            ax.set_axis_off()
+            continue
+        _show_digit(ax, images_arr[i])
+        ok = preds[i] == labels_arr[i]
+        wrong += int(not ok)
+        ax.set_title(
+            f"T:{labels_arr[i]} P:{preds[i]}",
+            fontsize=10,
+            color=RIGHT_COLOR if ok else WRONG_COLOR,
+            fontweight="normal" if ok else "bold",
+        )
+        if not ok:
+            for spine in ax.spines.values():
+                spine.set_edgecolor(WRONG_COLOR)
+                spine.set_linewidth(2)
+    fig.suptitle(f"First {count} test images: {wrong} wrong")
+    return save_figure(fig, out_path)
+
+
+def confident_mistake_indices(labels: Any, probs: Any, n: int) -> np.ndarray:
+    """Indices of at most ``n`` wrong predictions, the most confident (top probability) first.
+
+    Ties keep dataset order, so the choice is deterministic.
+    """
+    labels_arr = np.asarray(labels).astype(np.int64)
+    probs_arr = np.asarray(probs, dtype=np.float64)
+    preds = probs_arr.argmax(axis=1)
+    wrong = np.flatnonzero(preds != labels_arr)
+    confidence = probs_arr[wrong, preds[wrong]]
+    order = np.argsort(-confidence, kind="stable")
+    return wrong[order[: max(n, 0)]]
+
+
+def plot_confident_mistakes(
+    images: Any,
+    labels: Any,
+    probs: Any,
+    out_path: str | os.PathLike[str],
+    n: int = 16,
+) -> Path:
+    """Draw the ``n`` most confidently wrong images, each with its top-3 probabilities.
+
+    With no mistake at all the picture says so, so that the report still has it.
+    """
+    images_arr, labels_arr, probs_arr = _check_predictions(images, labels, probs)
+    chosen = confident_mistake_indices(labels_arr, probs_arr, n)
+    total_wrong = int(np.count_nonzero(probs_arr.argmax(axis=1) != labels_arr))
+    if len(chosen) == 0:
+        fig = new_figure(6.0, 1.6)
+        fig.text(
+            0.5,
+            0.5,
+            f"No mistakes: all {len(labels_arr):,} test images are classified correctly.",
+            ha="center",
+            va="center",
+            fontsize=12,
+        )
+        return save_figure(fig, out_path)
+    rows, cols = _grid(len(chosen), columns=min(4, len(chosen)))
+    fig = new_figure(2.1 * cols, 2.95 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, index in zip(axes, list(chosen) + [None] * (len(axes) - len(chosen)), strict=True):
+        if index is None:
+            ax.set_axis_off()
+            continue
+        _show_digit(ax, images_arr[index])
+        top3 = np.argsort(-probs_arr[index], kind="stable")[:3]
+        ax.set_title(
+            f"#{index}  T:{labels_arr[index]} P:{top3[0]}",
+            fontsize=10,
+            color=WRONG_COLOR,
+            fontweight="bold",
+        )
+        ax.set_xlabel(
+            "\n".join(f"{d}: {_percent(probs_arr[index, d])}" for d in top3),
+            fontsize=8.5,
+            family="monospace",
+        )
+    fig.suptitle(f"Most confident mistakes: {len(chosen)} of {total_wrong:,} wrong test images")
+    return save_figure(fig, out_path)
+
+
+def write_run_plots(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Draw every plot of a run folder into ``run_dir/plots/`` and return their paths.
+
+    All run files are read and checked before the first picture is written, so a
+    missing or corrupt file raises :class:`~mnist_classifier.errors.RunFolderError`
+    (naming the file) and leaves the existing plots as they were.
+    """
+    run = check_run_dir(run_dir)
+    config = read_config(run)
+    history = read_history(run)
+    metrics = read_metrics(run)
+    probs, labels = read_predictions(run)
+    images = load_test_images(config, labels, run)
+    plots = run / "plots"
+    test = metrics["test"]
+    return [
+        plot_curves(history, plots, best_epoch=metrics["best_epoch"]),
+        plot_confusion_matrix(test["confusion_matrix"], plots / "confusion_matrix.png"),
+        plot_per_class(test["per_class"], plots / "per_class.png"),
+        plot_predictions(images, labels, probs, plots / "predictions.png"),
+        plot_confident_mistakes(images, labels, probs, plots / "confident_mistakes.png"),
+    ]

@@ -1,0 +1,247 @@
+"""Read the files of a run folder (``runs/NAME/``) and check them before anything is drawn.
+
+Plots, the HTML report and run comparison all read the same files written by
+training: ``config.json``, ``history.csv``, ``metrics.json`` and
+``predictions.npz``. Every reader here validates what it returns, so that a
+missing or corrupt file becomes one :class:`~mnist_classifier.errors.RunFolderError`
+naming that file, instead of a traceback from deep inside matplotlib.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import numpy as np
+
+from ..errors import RunFolderError
+
+NUM_CLASSES = 10
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+_ACCURACY_COLUMNS = ("train_acc", "val_acc")
+_SCORE_KEYS = ("precision", "recall", "f1")
+
+
+def run_name(run_dir: str | os.PathLike[str]) -> str:
+    """The name of a run: its folder's name (``runs/mlp-seed`` -> ``mlp-seed``)."""
+    path = Path(run_dir)
+    return path.name or path.resolve().name
+
+
+def check_run_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """Return ``run_dir`` as a Path after checking that it is a folder holding run files."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise RunFolderError(f"{path}: run folder does not exist")
+    if not path.is_dir():
+        raise RunFolderError(f"{path}: is not a folder (expected a run folder such as runs/NAME)")
+    if not (path / "config.json").exists() and not (path / "metrics.json").exists():
+        raise RunFolderError(f"{path}: not a run folder (it holds no config.json or metrics.json)")
+    return path
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise RunFolderError(f"{path}: is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise RunFolderError(f"{path}: is not UTF-8 text") from None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(value, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The training config of a run (``config.json``), unknown keys kept as they are."""
+    return _read_json_object(Path(run_dir) / "config.json")
+
+
+def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """One dict per epoch from ``history.csv``, every value a number (``epoch`` an int).
+
+    Extra columns are kept if they hold numbers, and dropped otherwise.
+    """
+    path = Path(run_dir) / "history.csv"
+    lines = _read_text(path).splitlines()
+    reader = csv.DictReader(lines)
+    header = reader.fieldnames or []
+    missing = [c for c in HISTORY_COLUMNS if c not in header]
+    if missing:
+        raise RunFolderError(f"{path}: missing column(s) {', '.join(missing)}")
+    rows: list[dict[str, float]] = []
+    for line_no, raw in enumerate(reader, start=2):
+        row: dict[str, float] = {}
+        for key, text in raw.items():
+            if key is None:
+                raise RunFolderError(f"{path}: line {line_no} has more fields than the header")
+            try:
+                row[key] = float(text)
+            except (TypeError, ValueError):
+                if key in HISTORY_COLUMNS:
+                    raise RunFolderError(
+                        f"{path}: line {line_no}: column {key} is not a number ({text!r})"
+                    ) from None
+        epoch = row["epoch"]
+        if not float(epoch).is_integer():
+            raise RunFolderError(f"{path}: line {line_no}: epoch {epoch!r} is not a whole number")
+        row["epoch"] = int(epoch)
+        for key in _ACCURACY_COLUMNS:
+            if not 0.0 <= row[key] <= 1.0:
+                raise RunFolderError(
+                    f"{path}: line {line_no}: {key} {row[key]!r} is not a fraction in [0, 1]"
+                )
+        rows.append(row)
+    if not rows:
+        raise RunFolderError(f"{path}: no epochs recorded")
+    return rows
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_scores(path: Path, where: str, scores: object) -> None:
+    if not isinstance(scores, dict):
+        raise RunFolderError(f"{path}: {where} is not an object")
+    for key in _SCORE_KEYS:
+        if not _is_number(scores.get(key)):
+            raise RunFolderError(f"{path}: {where}.{key} is missing or not a number")
+    if not _is_int(scores.get("support")) or scores["support"] < 0:
+        raise RunFolderError(f"{path}: {where}.support is missing or not a count")
+
+
+def _check_split(path: Path, split: str, block: object) -> None:
+    if not isinstance(block, dict):
+        raise RunFolderError(f"{path}: {split!r} is missing or not an object")
+    accuracy = block.get("accuracy")
+    if not _is_number(accuracy) or not 0.0 <= accuracy <= 1.0:
+        raise RunFolderError(f"{path}: {split}.accuracy is missing or not a fraction in [0, 1]")
+    if not _is_number(block.get("loss")):
+        raise RunFolderError(f"{path}: {split}.loss is missing or not a number")
+    cm = block.get("confusion_matrix")
+    if (
+        not isinstance(cm, list)
+        or len(cm) != NUM_CLASSES
+        or not all(isinstance(r, list) and len(r) == NUM_CLASSES for r in cm)
+        or not all(_is_int(c) and c >= 0 for r in cm for c in r)
+    ):
+        raise RunFolderError(
+            f"{path}: {split}.confusion_matrix is not a {NUM_CLASSES}x{NUM_CLASSES} table of counts"
+        )
+    per_class = block.get("per_class")
+    if not isinstance(per_class, dict):
+        raise RunFolderError(f"{path}: {split}.per_class is missing or not an object")
+    for digit in range(NUM_CLASSES):
+        _check_scores(path, f"{split}.per_class.{digit}", per_class.get(str(digit)))
+    for avg in ("macro_avg", "weighted_avg"):
+        _check_scores(path, f"{split}.{avg}", block.get(avg))
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The final metrics of a run (``metrics.json``), checked against the run-folder contract."""
+    path = Path(run_dir) / "metrics.json"
+    metrics = _read_json_object(path)
+    if not isinstance(metrics.get("model"), str):
+        raise RunFolderError(f"{path}: 'model' is missing or not a string")
+    for key in ("parameters", "epochs_run", "best_epoch"):
+        if not _is_int(metrics.get(key)) or metrics[key] < 0:
+            raise RunFolderError(f"{path}: {key!r} is missing or not a whole number")
+    seconds = metrics.get("train_seconds")
+    if not _is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
+        raise RunFolderError(f"{path}: 'train_seconds' is missing or not a number of seconds")
+    for split in ("test", "val"):
+        _check_split(path, split, metrics.get(split))
+    return metrics
+
+
+def read_predictions(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs, labels)`` from ``predictions.npz``: float32 (N, 10) and int64 (N,)."""
+    path = Path(run_dir) / "predictions.npz"
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "file not found"
+        raise RunFolderError(f"{path}: {what}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "probs" not in npz.files or "labels" not in npz.files:
+                raise RunFolderError(
+                    f"{path}: must hold arrays 'probs' and 'labels', found {', '.join(npz.files)}"
+                )
+            probs = np.asarray(npz["probs"])
+            labels = np.asarray(npz["labels"])
+    except RunFolderError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise RunFolderError(f"{path}: not a readable .npz archive ({exc})") from None
+    if (
+        probs.ndim != 2
+        or probs.shape[1] != NUM_CLASSES
+        or not np.issubdtype(probs.dtype, np.floating)
+    ):
+        raise RunFolderError(
+            f"{path}: probs must be float (N, {NUM_CLASSES}), found {probs.dtype} {probs.shape}"
+        )
+    if labels.ndim != 1 or len(labels) != len(probs) or not np.issubdtype(labels.dtype, np.integer):
+        raise RunFolderError(
+            f"{path}: labels must be int (N,) with N = {len(probs)}, "
+            f"found {labels.dtype} {labels.shape}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise RunFolderError(f"{path}: labels must be digits 0-9")
+    if not np.all(np.isfinite(probs)):
+        raise RunFolderError(f"{path}: probs holds NaN or infinite values")
+    return probs.astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
+
+
+def load_test_images(config: dict[str, Any], labels: np.ndarray, run_dir: Path) -> np.ndarray:
+    """The test images (uint8 (N, 28, 28)) that ``labels`` (from predictions.npz) belong to.
+
+    They come from the dataset named by ``config["data_dir"]`` (None = shipped MNIST).
+    Predictions for the first N test images only (a run evaluated on a subset) are
+    accepted; a test split whose labels differ from ``labels`` is refused, since
+    pictures of other images beside these predictions would be wrong without anyone
+    noticing.
+    """
+    from ..data.sources import load_dataset
+
+    data_dir = config.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise RunFolderError(f"{run_dir / 'config.json'}: data_dir must be a path or null")
+    dataset = load_dataset(data_dir)
+    images = dataset.test_images.numpy()
+    expected = dataset.test_labels.numpy()
+    where = run_dir / "predictions.npz"
+    if len(labels) > len(expected):
+        raise RunFolderError(
+            f"{where}: holds {len(labels)} predictions but the test set of "
+            f"{dataset.source} has only {len(expected)} images"
+        )
+    if not np.array_equal(expected[: len(labels)], labels):
+        raise RunFolderError(
+            f"{where}: labels do not match the test labels of {dataset.source} "
+            "(was the run trained on another --data-dir?)"
+        )
+    return images[: len(labels)]
