@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mnist_classifier.cli.data",
     "mnist_classifier.cli.train",
     "mnist_classifier.cli.report",
+    "mnist_classifier.cli.serve",
 )
 
 
