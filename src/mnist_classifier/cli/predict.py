@@ -1,0 +1,275 @@
+"""``mnist-classifier predict | export``: read digits in image files, export a model."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..inference.predictor import Prediction
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+EXPLAIN_SIDE = 224  # pixels: height of each panel of an --explain picture
+
+
+def register(subparsers: Any) -> None:
+    predict = subparsers.add_parser(
+        "predict",
+        help="read the digit in image files (photos, scans, drawings)",
+        description="Predict the digit in each image. PATH may be files or folders (searched "
+        f"recursively for {', '.join(e[1:] for e in IMAGE_EXTENSIONS)}). One line per image on "
+        "stdout; an image that cannot be read is reported on stderr and the others go on. "
+        "Exit code 0 when every image was read, 1 otherwise.",
+    )
+    predict.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run folder, .pt or .onnx")
+    predict.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders")
+    predict.add_argument(
+        "--top-k", type=_top_k, default=3, metavar="K", help="show the K most likely digits (3)"
+    )
+    predict.add_argument("--csv", metavar="OUT.csv", help="also write the results as CSV")
+    predict.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="save, per image, a PNG of the image next to the 28x28 input the model saw",
+    )
+    predict.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="run with PyTorch (default) or ONNX Runtime",
+    )
+    predict.add_argument(
+        "--min-confidence",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="report 'unsure' when the top probability is below P (0 to 1, default 0)",
+    )
+    predict.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    predict.set_defaults(func=cmd_predict)
+
+    export = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX or TorchScript (checked against PyTorch)",
+        description="Write a checkpoint as ONNX or TorchScript. The file takes float32 pixels "
+        "(N, 1, 28, 28) in 0..255 and returns probabilities (N, 10); the normalisation is inside. "
+        "The export is compared with PyTorch on MNIST test images before it is kept.",
+    )
+    export.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    export.set_defaults(func=cmd_export)
+
+
+def _top_k(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to 10, got {text!r}"
+        ) from None
+    if not 1 <= k <= 10:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 10, got {k}")
+    return k
+
+
+def _probability(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return p
+
+
+# ---------------------------------------------------------------------------- predict
+
+
+def collect_images(paths: list[str]) -> list[tuple[str, str | None]]:
+    """(path, error) per input: files as given, folders expanded to their images (sorted).
+
+    ``error`` is None for a file to read; a missing path or a folder without images
+    gives one entry with its error message, so it is reported like an unreadable file.
+    """
+    entries: list[tuple[str, str | None]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = [
+                os.path.join(folder, name)
+                for folder, dirs, names in _walk(path)
+                for name in names
+                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+            ]
+            if not found:
+                kinds = ", ".join(e[1:] for e in IMAGE_EXTENSIONS)
+                entries.append((raw, f"{raw}: no images ({kinds}) in this folder"))
+            entries.extend((name, None) for name in found)
+        elif path.exists():
+            entries.append((raw, None))
+        else:
+            entries.append((raw, f"{raw}: no such file or folder"))
+    return entries
+
+
+def _walk(root: Path) -> list[tuple[str, list[str], list[str]]]:
+    """os.walk in sorted order, skipping hidden folders."""
+    out = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out.append((folder, dirs, sorted(names)))
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..inference.predictor import Prediction, load_predictor
+
+    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
+    entries = collect_images(args.paths)
+    readable = [name for name, error in entries if error is None]
+    found = iter(predictor.predict(readable, min_confidence=args.min_confidence))
+    results = [
+        next(found) if error is None else Prediction.failed(name, error) for name, error in entries
+    ]
+    width = min(max((len(p.name) for p in results if p.ok), default=0), 60)
+    for p in results:
+        if p.ok:
+            print(format_line(p, args.top_k, width))
+        else:
+            print(f"error: {p.error}", file=sys.stderr)
+    if args.csv:
+        write_csv(args.csv, results)
+    if args.explain:
+        written = write_explanations(args.explain, results, args.top_k)
+        print(f"explanations: {written} PNG files in {args.explain}", file=sys.stderr)
+    failed = sum(1 for p in results if not p.ok)
+    if len(results) > 1 or failed:
+        unsure = sum(1 for p in results if p.ok and p.digit is None)
+        print(
+            f"{len(results)} images: {len(results) - failed - unsure} predicted, "
+            f"{unsure} unsure, {failed} failed",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def format_line(p: Prediction, k: int, width: int = 0) -> str:
+    """``file  digit  confidence  top-k`` for one prediction."""
+    digit = str(p.digit) if p.digit is not None else "unsure"
+    top = ", ".join(f"{d} {100 * q:.2f}%" for d, q in p.top_k(k))
+    return f"{p.name:<{width}}  {digit:>6}  {100 * p.confidence:6.2f}%  top-{k}: {top}"
+
+
+def write_csv(path: str | os.PathLike[str], results: list[Prediction]) -> None:
+    """Columns file, digit, confidence, p0..p9, error; written atomically.
+
+    ``digit`` is empty when unsure or failed; probabilities are fractions (0 to 1).
+    """
+    from ..fileio import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "digit", "confidence", *(f"p{d}" for d in range(10)), "error"])
+    for p in results:
+        probs = [f"{q:.6f}" for q in p.probabilities] or [""] * 10
+        digit = "" if p.digit is None else str(p.digit)
+        confidence = f"{p.confidence:.6f}" if p.ok else ""
+        writer.writerow([p.name, digit, confidence, *probs, p.error or ""])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_explanations(folder: str | os.PathLike[str], results: list[Prediction], k: int) -> int:
+    """One PNG per readable image: the image as given next to the 28x28 the model saw."""
+    from ..fileio import atomic_path
+
+    out = Path(folder)
+    used: set[str] = set()
+    written = 0
+    for p in results:
+        if not p.ok:
+            continue
+        stem = Path(p.name).stem or "image"
+        name, n = f"{stem}.png", 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}.png"
+        used.add(name)
+        picture = explain_picture(p, k)
+        with atomic_path(out / name) as tmp:
+            picture.save(tmp, format="PNG", optimize=True)
+        written += 1
+    return written
+
+
+def explain_picture(p: Prediction, k: int = 3, source: Any = None) -> Image.Image:
+    """The input (with the part that was read boxed) beside the model's 28x28 input, captioned."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ..inference.preprocess import load_image, preprocess
+
+    assert p.image is not None
+    original = load_image(source if source is not None else p.name, name=p.name)
+    box = None
+    if original.size != (28, 28):
+        try:
+            result = preprocess(original, name=p.name)
+            if np.array_equal(result.image, p.image):
+                box = result.box
+        except Exception:  # the box is a bonus; the picture works without it
+            box = None
+    scale = EXPLAIN_SIDE / max(original.size)
+    shown_size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
+    resample = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS
+    shown = original.convert("RGB").resize(shown_size, resample)
+    if box is not None:
+        draw = ImageDraw.Draw(shown)
+        left, top, right, bottom = (round(v * scale) for v in box)
+        draw.rectangle((left - 2, top - 2, right + 1, bottom + 1), outline=(230, 40, 40), width=2)
+    seen = Image.fromarray(p.image).resize((EXPLAIN_SIDE, EXPLAIN_SIDE), Image.Resampling.NEAREST)
+
+    font = ImageFont.load_default()
+    margin, gap, title_h, caption_h = 8, 12, 18, 38
+    width = margin * 2 + EXPLAIN_SIDE * 2 + gap
+    height = margin * 2 + title_h + EXPLAIN_SIDE + caption_h
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    left_x = margin + (EXPLAIN_SIDE - shown.width) // 2
+    top_y = margin + title_h
+    canvas.paste(shown, (left_x, top_y + (EXPLAIN_SIDE - shown.height) // 2))
+    canvas.paste(seen.convert("RGB"), (margin + EXPLAIN_SIDE + gap, top_y))
+    grey = (90, 90, 90)
+    draw.text((margin, margin), "your image", fill=grey, font=font)
+    draw.text(
+        (margin + EXPLAIN_SIDE + gap, margin), "what the model saw (28x28)", fill=grey, font=font
+    )
+    digit = f"digit {p.digit}" if p.digit is not None else "unsure"
+    ranking = ", ".join(f"{d}: {100 * q:.2f}%" for d, q in p.top_k(k))
+    base = top_y + EXPLAIN_SIDE + 6
+    draw.text(
+        (margin, base),
+        f"{digit} ({100 * p.confidence:.2f}%)   top-{k}  {ranking}",
+        fill=(0, 0, 0),
+        font=font,
+    )
+    name = p.name if len(p.name) <= 70 else "..." + p.name[-67:]
+    draw.text((margin, base + 16), name, fill=grey, font=font)
+    return canvas
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..inference.onnx import export
+
+    export(args.checkpoint, args.out, args.format, log=print)
+    return 0

@@ -1,0 +1,64 @@
+"""The model as it is deployed: raw pixels in, probabilities out.
+
+A checkpoint's network takes *normalised* images and returns logits. Everything
+that serves predictions (the PyTorch predictor, the ONNX and TorchScript exports)
+wraps it in one :class:`DeployedModel`, so the normalisation stored in the
+checkpoint, the softmax and the checkpoint's test-time augmentation are applied
+in exactly one place and travel inside exported files.
+
+This module imports torch; the ONNX Runtime path never imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..training.checkpoint import model_from_checkpoint
+
+INPUT_NAME = "pixels"  # float32 (N, 1, 28, 28), values 0..255, white ink on black
+OUTPUT_NAME = "probabilities"  # float32 (N, 10), softmax over the class names
+
+
+class DeployedModel(nn.Module):
+    """``pixels`` (N, 1, 28, 28) float32 in [0, 255] -> probabilities (N, 10) float32.
+
+    Applies ``(pixels / 255 - mean) / std``, the network and a softmax; with ``tta``
+    it averages the probabilities of the image and its four 1-pixel shifts, as the
+    training loop's evaluation does.
+    """
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, net: nn.Module, mean: float, std: float, tta: bool = False) -> None:
+        super().__init__()
+        self.net = net
+        # (x/255 - mean)/std == x * scale + shift
+        self.register_buffer("scale", torch.tensor(1.0 / (255.0 * std), dtype=torch.float32))
+        self.register_buffer("shift", torch.tensor(-mean / std, dtype=torch.float32))
+        self.tta = bool(tta)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels * self.scale + self.shift  # (N, 1, 28, 28) normalised
+        if not self.tta:
+            return F.softmax(self.net(x).float(), dim=1)
+        views = [x] + [torch.roll(x, s, dims=d) for d in (2, 3) for s in (-1, 1)]
+        return torch.stack([F.softmax(self.net(v).float(), dim=1) for v in views]).mean(0)
+
+
+def deployed_from_checkpoint(
+    ckpt: dict[str, Any], device: torch.device | str = "cpu"
+) -> DeployedModel:
+    """The checkpoint's network with its normalisation and TTA setting, in eval mode."""
+    net = model_from_checkpoint(ckpt, device)
+    norm = ckpt["normalization"]
+    tta = bool((ckpt.get("config") or {}).get("tta", False))
+    return DeployedModel(net, float(norm["mean"]), float(norm["std"]), tta).to(device).eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,468 @@
+"""Predict digits in user images with a trained model: ``load_predictor(path).predict(images)``.
+
+A :class:`Predictor` turns whatever the caller has (file paths, bytes, file objects,
+PIL images, numpy arrays, torch tensors) into the MNIST-style 28x28 image a model
+expects (see :mod:`.preprocess`), runs the model in batches and returns one
+:class:`Prediction` per input. An input that cannot be read, or holds no digit,
+yields a Prediction with ``error`` set; the other inputs are still predicted.
+
+Two backends share that behaviour and differ only in how a batch of 28x28 images
+becomes probabilities: PyTorch (a checkpoint or run folder) and ONNX Runtime (a
+``.onnx`` file written by :func:`mnist_classifier.inference.onnx.export_onnx`).
+The normalisation always comes from the model file: the checkpoint's
+``normalization`` entry, or the ONNX graph (which applies it) and its metadata.
+
+This module imports neither torch nor onnxruntime at import time; torch is
+imported only by the PyTorch backend, so predicting with an ``.onnx`` file never
+loads torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import CheckpointError, ConfigError, ImageError, MnistClassifierError
+from .preprocess import load_image, to_mnist
+
+__all__ = ["BACKENDS", "Prediction", "Predictor", "load_predictor"]
+
+BACKENDS = ("torch", "onnx")
+MNIST_SIDE = 28
+# A 28x28 greyscale image is taken as already MNIST-style (used as it is, not
+# preprocessed) when it is light ink on a dark field: its outer ring of pixels is
+# dark on average and some pixel is bright. Every MNIST image passes (the darkest
+# ring mean of the 70,000 is 8.3).
+_MNIST_RING_MAX_MEAN = 32.0
+_MNIST_INK_MIN = 128
+
+
+@dataclass
+class Prediction:
+    """The model's reading of one input."""
+
+    name: str  # file path or given name ("<array 3>")
+    digit: int | None  # None when unsure (top probability below min_confidence) or on error
+    confidence: float  # top probability (0.0 on error)
+    probabilities: list[float]  # 10 floats, one per digit (empty on error)
+    image: np.ndarray | None  # (28, 28) uint8, the image the model saw (None on error)
+    error: str | None = None  # one-line message when this input failed
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def top_k(self, k: int) -> list[tuple[int, float]]:
+        """The ``k`` most probable digits as (digit, probability), most probable first."""
+        order = sorted(range(len(self.probabilities)), key=lambda d: (-self.probabilities[d], d))
+        return [(d, self.probabilities[d]) for d in order[: max(k, 0)]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (without the image)."""
+        return {
+            "name": self.name,
+            "digit": self.digit,
+            "confidence": self.confidence,
+            "probabilities": list(self.probabilities),
+            "error": self.error,
+        }
+
+    @classmethod
+    def failed(cls, name: str, error: str) -> Prediction:
+        return cls(name=name, digit=None, confidence=0.0, probabilities=[], image=None, error=error)
+
+
+class Predictor:
+    """A loaded model that predicts digits; build one with :func:`load_predictor`.
+
+    Subclasses implement :meth:`_probabilities` for their runtime; everything else
+    (input handling, preprocessing, batching, errors) is shared.
+    """
+
+    backend: str = ""
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        checkpoint_path: str,
+        mean: float,
+        std: float,
+        class_names: Sequence[str] | None = None,
+        metrics: dict[str, Any] | None = None,
+        parameters: int | None = None,
+        package_version: str | None = None,
+        tta: bool = False,
+    ) -> None:
+        self.model_name = model_name
+        self.checkpoint_path = checkpoint_path
+        self.mean = float(mean)
+        self.std = float(std)
+        self.class_names = list(class_names) if class_names else [str(d) for d in range(10)]
+        self.metrics = metrics
+        self.parameters = parameters
+        self.package_version = package_version
+        self.tta = tta
+
+    # ------------------------------------------------------------------ the model
+
+    def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 pixels (N, 1, 28, 28) in [0, 255] -> probabilities (N, 10)."""
+        raise NotImplementedError
+
+    def predict_mnist(self, images_28: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+        """Probabilities (N, 10) float32 for MNIST-style uint8 images (N, 28, 28), as they are.
+
+        No preprocessing: the images must already be white ink on black, like MNIST.
+        The model's normalisation is applied. A single (28, 28) image gives (1, 10).
+        """
+        a = np.asarray(images_28)
+        if a.ndim == 2:
+            a = a[None]
+        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
+            raise ImageError(
+                f"predict_mnist expects uint8 images of shape (N, 28, 28); got {a.dtype} {a.shape}"
+            )
+        _check_batch_size(batch_size)
+        out = np.empty((a.shape[0], 10), dtype=np.float32)
+        for start in range(0, a.shape[0], batch_size):
+            chunk = a[start : start + batch_size].astype(np.float32)[:, None]  # (B, 1, 28, 28)
+            out[start : start + batch_size] = self._probabilities(chunk)
+        return out
+
+    # ------------------------------------------------------------------ user inputs
+
+    def predict(
+        self, images: Any, *, min_confidence: float = 0.0, batch_size: int = 256
+    ) -> list[Prediction]:
+        """One :class:`Prediction` per input image, in order.
+
+        ``images`` is one input or a list of them: paths (str or Path), bytes, binary
+        file objects, PIL images, numpy arrays or torch tensors; an array or tensor
+        (N, 28, 28) or (N, 1, 28, 28) is N images. A 28x28 image that is already
+        MNIST-style (light ink on a dark field: a uint8 array, a uint8 tensor or a float
+        tensor in [0, 1], or a 28x28 image file) is used as it is; anything else goes
+        through :func:`~mnist_classifier.inference.preprocess.to_mnist`, which raises
+        "no digit found" for a blank image.
+
+        ``digit`` is None (unsure) when the top probability is below ``min_confidence``.
+        Inputs are preprocessed and predicted ``batch_size`` at a time, so memory stays
+        bounded for long lists of files.
+        """
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+        _check_batch_size(batch_size)
+        items = _expand(images)
+        results: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            prepared: list[tuple[int, np.ndarray]] = []
+            chunk_results: list[Prediction | None] = [None] * len(chunk)
+            for i, (name, source) in enumerate(chunk):
+                try:
+                    prepared.append((i, _prepare(source, name)))
+                except MnistClassifierError as exc:
+                    chunk_results[i] = Prediction.failed(name, str(exc))
+                except Exception as exc:  # a decoder bug must not sink the other inputs
+                    message = " ".join(str(exc).split()) or type(exc).__name__
+                    chunk_results[i] = Prediction.failed(
+                        name, f"{name}: cannot be processed ({type(exc).__name__}: {message})"
+                    )
+            if prepared:
+                probs = self.predict_mnist(np.stack([img for _, img in prepared]))
+                for (i, img), row in zip(prepared, probs, strict=True):
+                    chunk_results[i] = _make_prediction(chunk[i][0], img, row, min_confidence)
+            results.extend(p for p in chunk_results if p is not None)
+        return results
+
+    def info(self) -> dict[str, Any]:
+        """What this predictor is: model, size, accuracy, normalisation, versions, backend."""
+        return {
+            "model": self.model_name,
+            "backend": self.backend,
+            "checkpoint": self.checkpoint_path,
+            "parameters": self.parameters,
+            "metrics": summarize_metrics(self.metrics),
+            "normalization": {"mean": self.mean, "std": self.std},
+            "class_names": list(self.class_names),
+            "tta": self.tta,
+            "package_version": self.package_version,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.model_name!r}, backend={self.backend!r}, "
+            f"checkpoint={self.checkpoint_path!r})"
+        )
+
+
+def summarize_metrics(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The headline numbers of a metrics.json block: accuracies, test loss, training time."""
+    if not metrics:
+        return None
+    summary: dict[str, Any] = {}
+    for split in ("test", "val"):
+        block = metrics.get(split)
+        if isinstance(block, dict) and "accuracy" in block:
+            summary[f"{split}_accuracy"] = block["accuracy"]
+            if "loss" in block:
+                summary[f"{split}_loss"] = block["loss"]
+    for key in ("epochs_run", "best_epoch", "train_seconds"):
+        if key in metrics:
+            summary[key] = metrics[key]
+    return summary
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+class TorchPredictor(Predictor):
+    """Runs a checkpoint with PyTorch (imported on construction, not at module import)."""
+
+    backend = "torch"
+
+    def __init__(self, ckpt: dict[str, Any], device: str = "auto") -> None:
+        import torch
+
+        from ..runtime import resolve_device
+        from .deployed import count_parameters, deployed_from_checkpoint
+
+        self._torch = torch
+        self._device = resolve_device(device)
+        self.model = deployed_from_checkpoint(ckpt, self._device)
+        norm = ckpt["normalization"]
+        super().__init__(
+            model_name=str(ckpt["model"]["name"]),
+            checkpoint_path=str(ckpt.get("path", "")),
+            mean=norm["mean"],
+            std=norm["std"],
+            class_names=ckpt.get("class_names"),
+            metrics=ckpt.get("metrics"),
+            parameters=count_parameters(self.model.net),
+            package_version=ckpt.get("package_version"),
+            tta=self.model.tta,
+        )
+
+    def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(pixels).to(self._device)
+            return self.model(x).float().cpu().numpy()
+
+
+class OnnxPredictor(Predictor):
+    """Runs an ONNX export with ONNX Runtime; torch is never imported."""
+
+    backend = "onnx"
+
+    def __init__(self, model: str | os.PathLike[str] | bytes, *, name: str, device: str = "auto"):
+        from .onnx import read_metadata
+
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigError(
+                "the onnx backend needs onnxruntime: pip install 'mnist-classifier[onnx]'"
+            ) from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: no warnings on stderr
+        source = os.fspath(model) if not isinstance(model, bytes) else model
+        try:
+            self._session = ort.InferenceSession(
+                source, sess_options=options, providers=_onnx_providers(ort, device)
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(f"{name}: not a readable ONNX model ({first[:160]})") from None
+        meta = read_metadata(self._session.get_modelmeta().custom_metadata_map, name)
+        self._input = self._session.get_inputs()[0].name
+        super().__init__(
+            model_name=meta["model_name"],
+            checkpoint_path=name,
+            mean=meta["mean"],
+            std=meta["std"],
+            class_names=meta["class_names"],
+            metrics=meta["metrics"],
+            parameters=meta["parameters"],
+            package_version=meta["package_version"],
+            tta=meta["tta"],
+        )
+
+    def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        out = self._session.run(None, {self._input: np.ascontiguousarray(pixels)})[0]
+        return np.asarray(out, dtype=np.float32)
+
+
+def _onnx_providers(ort: Any, device: str) -> list[str]:
+    available = ort.get_available_providers()
+    if device in ("auto", "cpu"):
+        wanted = ["CUDAExecutionProvider"] if device == "auto" else []
+        return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+    if device == "cuda" or device.startswith("cuda:"):
+        if "CUDAExecutionProvider" not in available:
+            raise ConfigError(f"device {device!r} was asked for but onnxruntime has no CUDA here")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise ConfigError(f"device {device!r} is not one of auto, cpu, cuda for the onnx backend")
+
+
+def load_predictor(
+    path: str | os.PathLike[str], *, backend: str = "torch", device: str = "auto"
+) -> Predictor:
+    """A :class:`Predictor` for a run folder, a ``.pt`` checkpoint or (backend onnx) a ``.onnx`` file.
+
+    A run folder means its ``checkpoints/best.pt``. With ``backend="onnx"`` a checkpoint
+    is exported to ONNX on the fly (this step uses torch; loading a ``.onnx`` file does
+    not). ``device`` is auto (cuda when available, then mps, then cpu), cpu, cuda or mps.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    path = Path(path)
+    is_onnx = path.suffix.lower() == ".onnx" and not path.is_dir()
+    if backend == "onnx":
+        if is_onnx:
+            if not path.is_file():
+                raise CheckpointError(f"{path}: ONNX model not found")
+            return OnnxPredictor(path, name=str(path), device=device)
+        from ..training.checkpoint import resolve_checkpoint_path
+        from .onnx import export_onnx
+
+        ckpt_path = resolve_checkpoint_path(path)
+        with tempfile.TemporaryDirectory(prefix="mnist-classifier-onnx-") as tmp:
+            data = export_onnx(ckpt_path, Path(tmp) / "model.onnx").read_bytes()
+        return OnnxPredictor(data, name=str(ckpt_path), device=device)
+    if is_onnx:
+        raise ConfigError(f"{path}: an ONNX model runs with backend 'onnx' (--backend onnx)")
+    from ..training.checkpoint import load_checkpoint, resolve_checkpoint_path
+
+    return TorchPredictor(load_checkpoint(resolve_checkpoint_path(path)), device)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _is_tensor(x: object) -> bool:
+    # A torch tensor can exist only if torch was imported; never import it here.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _is_mnist_batch(a: Any) -> bool:
+    """(N, 28, 28) or (N, 1, 28, 28): a batch of 28x28 images (N=28 included)."""
+    shape = tuple(a.shape)
+    return (len(shape) == 3 and shape[1:] == (28, 28)) or (
+        len(shape) == 4 and shape[1:] == (1, 28, 28)
+    )
+
+
+def _expand(images: Any) -> list[tuple[str, Any]]:
+    """(name, source) per image; a list is many inputs, a batch array many images."""
+    sources = list(images) if isinstance(images, list | tuple) else [images]
+    items: list[tuple[str, Any]] = []
+    for source in sources:
+        if isinstance(source, np.ndarray) and _is_mnist_batch(source):
+            items.extend((f"<array {len(items)}>", image) for image in source.reshape(-1, 28, 28))
+        elif _is_tensor(source) and _is_mnist_batch(source):
+            items.extend((f"<tensor {len(items)}>", image) for image in source.reshape(-1, 28, 28))
+        else:
+            items.append((_name(source, len(items)), source))
+    return items
+
+
+def _name(source: object, index: int) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fsdecode(source)
+    if isinstance(source, Image.Image):
+        filename = getattr(source, "filename", "")
+        return filename if isinstance(filename, str) and filename else f"<image {index}>"
+    if isinstance(source, bytes | bytearray | memoryview):
+        return f"<bytes {index}>"
+    if _is_tensor(source):
+        return f"<tensor {index}>"
+    if isinstance(source, np.ndarray):
+        return f"<array {index}>"
+    if hasattr(source, "read"):
+        file_name = getattr(source, "name", None)
+        return file_name if isinstance(file_name, str) and file_name else f"<file {index}>"
+    return f"<input {index}>"
+
+
+def _prepare(source: Any, name: str) -> np.ndarray:
+    """The (28, 28) uint8 MNIST-style image the model sees for ``source``."""
+    if _is_tensor(source):
+        source = _tensor_to_array(source, name)
+    if isinstance(source, np.ndarray):
+        if source.ndim == 3 and source.shape[0] == 1:
+            source = source[0]
+        if source.shape == (MNIST_SIDE, MNIST_SIDE) and source.dtype == np.uint8:
+            as_is = _mnist_style(source)
+            if as_is is not None:
+                return as_is
+        return to_mnist(source, name=name)
+    readable = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
+    if not isinstance(source, readable) and not hasattr(source, "read"):
+        raise ImageError(f"{name}: cannot read an image from a {type(source).__name__}")
+    image = load_image(source, name=name)
+    as_is = _mnist_style(image)
+    return as_is if as_is is not None else to_mnist(image, name=name)
+
+
+def _mnist_style(image: Image.Image | np.ndarray) -> np.ndarray | None:
+    """The pixels of a 28x28 image that already looks like MNIST (light ink on dark), else None."""
+    if isinstance(image, np.ndarray):
+        a = image
+    elif image.size == (MNIST_SIDE, MNIST_SIDE):
+        a = np.asarray(image.convert("L"), dtype=np.uint8)
+    else:
+        return None
+    ring = np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]])
+    if ring.mean() <= _MNIST_RING_MAX_MEAN and int(a.max()) >= _MNIST_INK_MIN:
+        return np.array(a, copy=True)
+    return None
+
+
+def _tensor_to_array(tensor: Any, name: str) -> np.ndarray:
+    """A torch tensor as a numpy image: 28x28 uint8 as it is, floats in [0, 1] scaled to 0..255."""
+    a = tensor.detach().cpu().numpy()
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (3, 4):
+        a = np.moveaxis(a, 0, -1)  # (C, H, W) -> (H, W, C)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size == 0 or not np.isfinite(a).all():
+            raise ImageError(f"{name}: the tensor holds no pixels, or NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ImageError(
+                f"{name}: float tensor values must lie in [0, 1] (found {lo:g} to {hi:g}); "
+                "pass pixels, not normalised values"
+            )
+        return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
+    return a
+
+
+def _make_prediction(
+    name: str, image: np.ndarray, probs: np.ndarray, min_confidence: float
+) -> Prediction:
+    probabilities = [float(p) for p in probs]
+    top = int(np.argmax(probs))
+    confidence = probabilities[top]
+    return Prediction(
+        name=name,
+        digit=top if confidence >= min_confidence else None,
+        confidence=confidence,
+        probabilities=probabilities,
+        image=image,
+    )
