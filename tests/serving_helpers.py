@@ -1,8 +1,6 @@
-"""A small real model for the serving tests, and the real server in a subprocess.
-
-Load it as a plugin from a test module (``pytest_plugins = ["serving_helpers"]``) for
-the ``served_run`` fixture; import its helpers inside the tests.
-"""
+"""Helpers for the serving tests: test digits as photo-like PNGs, and the real server
+(``mnist-classifier serve``) in a subprocess. The model they serve is conftest's
+``trained_run``."""
 
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,18 +21,6 @@ from PIL import Image
 
 STARTUP_TIMEOUT = 180.0  # seconds for `serve` to import torch, load the model and listen
 URL_LINE = re.compile(r"open (http://\S+/)")
-
-
-@pytest.fixture(scope="session")
-def served_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder with a decent small CNN (cnn-small, 2 epochs on 6,000 images: ~97%)."""
-    import mnist_classifier
-
-    out = tmp_path_factory.mktemp("serving") / "run"
-    mnist_classifier.train(
-        out=out, model="cnn-small", epochs=2, limit_train=6000, threads=2, log=None
-    )
-    return out
 
 
 def mnist_png(image: np.ndarray, *, scale: int = 4, dark_on_light: bool = True) -> bytes:

@@ -11,6 +11,7 @@ import json
 import struct
 import threading
 import urllib.request
+import warnings
 import zlib
 from typing import Any
 
@@ -21,12 +22,14 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient
+with warnings.catch_warnings():
+    # Starlette >= 1.x suggests httpx2 for its TestClient; httpx (a dev dependency) works.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fastapi.testclient import TestClient
 
 from mnist_classifier.cli import main
 from mnist_classifier.serving.app import MAX_BATCH, MAX_BODY_BYTES, STATIC_DIR, create_app
-
-pytest_plugins = ["serving_helpers"]
+from serving_helpers import mnist_png, running_server
 
 API_PATHS = {
     "/api/health": "get",
@@ -37,10 +40,10 @@ API_PATHS = {
 
 
 @pytest.fixture(scope="module")
-def predictor(served_run):
+def predictor(trained_run):
     from mnist_classifier.inference.predictor import load_predictor
 
-    return load_predictor(served_run)
+    return load_predictor(trained_run)
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +130,8 @@ def test_health(client, predictor):
     assert response.json() == {"status": "ok", "model": predictor.model_name}
 
 
-def test_model_describes_the_served_checkpoint(client, served_run):
-    metrics = json.loads((served_run / "metrics.json").read_text())
+def test_model_describes_the_served_checkpoint(client, trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
     body = client.get("/api/model").json()
     assert body["model"] == "cnn-small"
     assert body["backend"] == "torch"
@@ -166,8 +169,6 @@ def test_json_pixels_accept_fractions_and_round_them(client, digits):
 
 
 def test_uploaded_photos_of_digits_are_read_right(client, digits):
-    from serving_helpers import mnist_png
-
     images, labels = digits
     right = 0
     for image, label in zip(images[:10], labels[:10], strict=True):
@@ -199,8 +200,6 @@ def test_upload_is_centred_like_mnist(client, digits):
 
 
 def test_raw_image_body(client, digits):
-    from serving_helpers import mnist_png
-
     images, labels = digits
     response = client.post(
         "/api/predict", content=mnist_png(images[1]), headers={"Content-Type": "image/png"}
@@ -210,8 +209,6 @@ def test_raw_image_body(client, digits):
 
 
 def test_batch_of_files_keeps_order_and_reports_bad_items(client, digits):
-    from serving_helpers import mnist_png
-
     images, labels = digits
     files = [
         ("files", ("a.png", mnist_png(images[0]), "image/png")),
@@ -298,8 +295,6 @@ def test_wrong_content_type(client, content_type):
 
 
 def test_wrong_content_type_for_batch(client, digits):
-    from serving_helpers import mnist_png
-
     response = client.post(
         "/api/predict/batch",
         content=mnist_png(digits[0][0]),
@@ -316,8 +311,6 @@ def test_a_file_that_is_not_an_image(client):
 
 
 def test_truncated_image(client, digits):
-    from serving_helpers import mnist_png
-
     data = mnist_png(digits[0][0])
     response = client.post(
         "/api/predict", files={"file": ("cut.png", data[: len(data) // 2], "image/png")}
@@ -398,8 +391,6 @@ def test_non_finite_pixel_values(client):
 
 
 def test_multipart_without_the_file_field(client, digits):
-    from serving_helpers import mnist_png
-
     response = client.post(
         "/api/predict", files={"image": ("d.png", mnist_png(digits[0][0]), "image/png")}
     )
@@ -427,8 +418,6 @@ def test_malformed_multipart(client):
 
 
 def test_several_files_to_the_single_endpoint(client, digits):
-    from serving_helpers import mnist_png
-
     png = mnist_png(digits[0][0])
     response = client.post(
         "/api/predict",
@@ -564,22 +553,20 @@ def test_serve_names_the_extra_when_fastapi_is_missing(monkeypatch, capsys, tmp_
     assert len(err.splitlines()) == 1
 
 
-def test_serve_reports_a_busy_port_in_one_line(served_run, capsys):
+def test_serve_reports_a_busy_port_in_one_line(trained_run, capsys):
     import socket
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        assert main(["serve", str(served_run), "--port", str(port)]) == 1
+        assert main(["serve", str(trained_run), "--port", str(port)]) == 1
     err = capsys.readouterr().err.strip()
     assert f"cannot listen on 127.0.0.1:{port}" in err and len(err.splitlines()) == 1
 
 
-def test_serve_command_listens_on_loopback_and_answers(served_run, digits):
-    from serving_helpers import mnist_png, running_server
-
-    with running_server(served_run, "--no-access-log") as (url, lines):
+def test_serve_command_listens_on_loopback_and_answers(trained_run, digits):
+    with running_server(trained_run, "--no-access-log") as (url, lines):
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "api/health", timeout=30) as response:
             assert json.load(response) == {"status": "ok", "model": "cnn-small"}

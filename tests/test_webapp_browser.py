@@ -17,7 +17,9 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-pytest_plugins = ["browser", "serving_helpers"]
+from serving_helpers import mnist_png, running_server
+
+pytest_plugins = ["browser"]
 
 pytestmark = pytest.mark.browser
 
@@ -35,10 +37,8 @@ ZERO = [
 
 
 @pytest.fixture(scope="module")
-def server_url(served_run) -> Iterator[str]:
-    from serving_helpers import running_server
-
-    with running_server(served_run, "--no-access-log") as (url, _lines):
+def server_url(trained_run) -> Iterator[str]:
+    with running_server(trained_run, "--no-access-log") as (url, _lines):
         yield url
 
 
@@ -153,7 +153,6 @@ def test_drawn_digits_are_recognised(browser_page, server_url, mnist):
 
 def test_uploaded_and_dropped_photos_are_recognised(browser_page, server_url, mnist, tmp_path):
     from browser import record_console_errors, record_requests, save_screenshot
-    from serving_helpers import mnist_png
 
     page = browser_page
     requests = record_requests(page)
