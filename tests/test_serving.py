@@ -24,7 +24,7 @@ pytest.importorskip("httpx")
 
 with warnings.catch_warnings():
     # Starlette >= 1.x suggests httpx2 for its TestClient; httpx (a dev dependency) works.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
 from mnist_classifier.cli import main
@@ -181,6 +181,16 @@ def test_uploaded_photos_of_digits_are_read_right(client, digits):
         assert body["name"] == "digit.png"
         right += body["digit"] == label
     assert right >= 9, f"{right}/10 uploads classified right"
+
+
+def test_upload_names_lose_their_folders(client, digits):
+    png = mnist_png(digits[0][0])
+    for sent, shown in (("C:\\photos\\my digit.png", "my digit.png"), ("a/b/c.png", "c.png")):
+        body = client.post("/api/predict", files={"file": (sent, png, "image/png")}).json()
+        assert body["name"] == shown
+    # A part without a filename is a text field in multipart, not a file.
+    response = client.post("/api/predict", files={"file": ("", png, "image/png")})
+    assert_error(response, 422, "with a filename")
 
 
 def test_upload_is_centred_like_mnist(client, digits):
@@ -538,6 +548,11 @@ def test_serve_fails_fast_on_a_bad_checkpoint(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert main(["serve", str(tmp_path / "missing")]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_serve_refuses_zero_threads(trained_run, capsys):
+    assert main(["serve", str(trained_run), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
 
 
 def test_serve_names_the_extra_when_fastapi_is_missing(monkeypatch, capsys, tmp_path):

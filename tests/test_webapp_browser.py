@@ -134,6 +134,7 @@ def test_drawn_digits_are_recognised(browser_page, server_url, mnist):
         check_answer_shown(page, digit)
         if digit != "0":
             clear(page)
+    page.wait_for_timeout(300)  # let the bars finish their transition for the picture
     save_screenshot(page, "webapp-drawn-0")
 
     # Undo: a stray stroke across the 0 changes the answer; undoing it brings the 0 back.
@@ -167,6 +168,7 @@ def test_uploaded_and_dropped_photos_are_recognised(browser_page, server_url, mn
     assert final_answer(page) == str(label)
     check_answer_shown(page, str(label))
     assert page.is_enabled("#clear")
+    page.wait_for_timeout(300)
     save_screenshot(page, "webapp-upload")
 
     # Dropped on the pad: another test digit.

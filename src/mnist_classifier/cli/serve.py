@@ -16,7 +16,7 @@ import socket
 import sys
 from typing import Any
 
-from ..errors import MnistClassifierError
+from ..errors import ConfigError, MnistClassifierError
 
 EXTRA_MODULES = ("fastapi", "uvicorn", "multipart")  # python-multipart imports as "multipart"
 
@@ -45,6 +45,13 @@ def register(subparsers: Any) -> None:
         help="run the model with PyTorch (default) or ONNX Runtime",
     )
     serve.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads per request (default 1: requests run in parallel instead, "
+        "one per CPU)",
+    )
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
     )
@@ -101,9 +108,17 @@ def _is_loopback(host: str) -> bool:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     require_serve_extra()
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     from ..inference.predictor import load_predictor
 
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
+    if predictor.backend == "torch":
+        # One image per request is far too small to share among threads; waking idle
+        # worker threads costs more than it saves, most of all on a busy machine.
+        from ..runtime import set_threads
+
+        set_threads(args.threads)
     sock = bind_socket(args.host, args.port)
 
     import uvicorn

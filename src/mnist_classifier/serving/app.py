@@ -417,16 +417,26 @@ async def _form_uploads(request: Request, field: str, *, limit: int) -> list[Sou
     """The files sent in multipart ``field`` (at most ``limit``), as sources."""
     # Starlette answers a malformed multipart body, or too many files, with a 400.
     form = await request.form(max_files=limit, max_fields=16)
-    sources = []
-    for value in form.getlist(field):
-        if not isinstance(value, UploadFile):
-            raise ApiError(422, f"field '{field}' must be a file upload, not text")
-        name = os.path.basename(value.filename or "") or "upload"
-        sources.append(Source(name, await value.read()))
-    if not sources:
-        others = ", ".join(sorted(set(form.keys()))) or "none"
-        raise ApiError(422, f"no file in field '{field}' (fields sent: {others})")
-    return sources
+    try:
+        sources = []
+        for value in form.getlist(field):
+            if not isinstance(value, UploadFile):
+                raise ApiError(
+                    422, f"field '{field}' must be a file upload (with a filename), not text"
+                )
+            sources.append(Source(_upload_name(value.filename), await value.read()))
+        if not sources:
+            others = ", ".join(sorted(set(form.keys()))) or "none"
+            raise ApiError(422, f"no file in field '{field}' (fields sent: {others[:200]})")
+        return sources
+    finally:
+        await form.close()  # spooled temporary files
+
+
+def _upload_name(filename: str | None) -> str:
+    """The file's own name (no client-side folders), short enough to echo in answers."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:100] or "upload"
 
 
 def _pixels_to_uint8(pixels: list[list[float]]) -> np.ndarray:
