@@ -483,6 +483,19 @@ def test_openapi_documents_every_endpoint(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_onnx_backend_serves_the_same_answers(trained_run, predictor, digits):
+    pytest.importorskip("onnxruntime")
+    from mnist_classifier.inference.predictor import load_predictor
+
+    images, _ = digits
+    with TestClient(create_app(load_predictor(trained_run, backend="onnx"))) as onnx_client:
+        assert onnx_client.get("/api/model").json()["backend"] == "onnx"
+        items = onnx_client.post("/api/predict/batch", json={"images": images[:4].tolist()}).json()
+    expected = predictor.predict_mnist(images[:4])
+    for item, probs in zip(items, expected, strict=True):
+        np.testing.assert_allclose(item["probabilities"], probs, atol=1e-4)
+
+
 class BlockingPredictor:
     """A fake predictor whose inference waits until the test lets it go."""
 

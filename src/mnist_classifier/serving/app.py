@@ -257,7 +257,8 @@ def _validation_message(exc: ValidationError | RequestValidationError, *, root: 
     if first.get("type") not in ("missing", "model_type", "too_short", "too_long", "list_type"):
         shown = repr(first.get("input"))
         message += f" (got {shown[:40]})"
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    extra = len(errors) - 1
+    more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
     return f"{where or 'body'}: {message}{more}"
 
 
