@@ -25,8 +25,9 @@ from ..errors import MnistClassifierError
 COMMAND_MODULES = (
     "mnist_classifier.cli.data",
     "mnist_classifier.cli.train",
-    "mnist_classifier.cli.report",
     "mnist_classifier.cli.predict",
+    "mnist_classifier.cli.report",
+    "mnist_classifier.cli.serve",
 )
 
 

@@ -1,0 +1,151 @@
+"""``mnist-classifier serve``: the drawing page and the HTTP API for one model.
+
+The model is loaded once, before the server starts, so a bad checkpoint is a
+one-line error and exit code 1 instead of a server that fails on every request.
+The listening socket is bound here too (same reason: a busy port is one line),
+then handed to uvicorn. FastAPI and uvicorn come with the ``serve`` extra and are
+imported only by this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import ipaddress
+import socket
+import sys
+from typing import Any
+
+from ..errors import ConfigError, MnistClassifierError
+
+EXTRA_MODULES = ("fastapi", "uvicorn", "multipart")  # python-multipart imports as "multipart"
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="web page to draw digits on, and an HTTP API",
+        description="Serve the drawing page at / and the HTTP API under /api (OpenAPI docs "
+        "at /docs) for one model. Needs the serve extra: pip install 'mnist-classifier[serve]'.",
+    )
+    serve.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 opens it "
+        "to the network)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)"
+    )
+    serve.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="run the model with PyTorch (default) or ONNX Runtime",
+    )
+    serve.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads per request (default 1: requests run in parallel instead, "
+        "one per CPU)",
+    )
+    serve.add_argument(
+        "--no-access-log", action="store_true", help="do not log one line per request"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+
+def require_serve_extra() -> None:
+    """Fail with one line naming the extra when FastAPI, uvicorn or python-multipart is missing."""
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MnistClassifierError(
+            f"serving needs {', '.join(missing)}: pip install 'mnist-classifier[serve]'"
+        )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; a one-line error when that is not possible."""
+    if not 0 <= port <= 65535:
+        raise MnistClassifierError(f"--port must be between 0 and 65535, got {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise MnistClassifierError(f"cannot listen on {host}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise MnistClassifierError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    require_serve_extra()
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    from ..inference.predictor import load_predictor
+
+    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
+    if predictor.backend == "torch":
+        # One image per request is far too small to share among threads; waking idle
+        # worker threads costs more than it saves, most of all on a busy machine.
+        from ..runtime import set_threads
+
+        set_threads(args.threads)
+    sock = bind_socket(args.host, args.port)
+
+    import uvicorn
+
+    from ..serving.app import create_app
+
+    app = create_app(predictor)
+    print(
+        f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}",
+        flush=True,
+    )
+    if not _is_loopback(args.host):
+        print(
+            f"note: listening on {args.host}, reachable from other machines (no authentication)",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"open {url_of(sock)}  (API docs: {url_of(sock)}docs; Ctrl-C stops)", flush=True)
+    config = uvicorn.Config(
+        app,
+        log_level="info",
+        access_log=not args.no_access_log,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0

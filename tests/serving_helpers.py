@@ -1,0 +1,77 @@
+"""Helpers for the serving tests: test digits as photo-like PNGs, and the real server
+(``mnist-classifier serve``) in a subprocess. The model they serve is conftest's
+``trained_run``."""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from PIL import Image
+
+STARTUP_TIMEOUT = 180.0  # seconds for `serve` to import torch, load the model and listen
+URL_LINE = re.compile(r"open (http://\S+/)")
+
+
+def mnist_png(image: np.ndarray, *, scale: int = 4, dark_on_light: bool = True) -> bytes:
+    """PNG bytes of a (28, 28) uint8 MNIST image, scaled up, as a photo of ink on paper would be."""
+    pixels = 255 - image if dark_on_light else image
+    im = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="L")
+    im = im.resize((28 * scale, 28 * scale), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@contextmanager
+def running_server(target: str | os.PathLike[str], *args: str) -> Iterator[tuple[str, list[str]]]:
+    """Run ``mnist-classifier serve TARGET --port 0`` and yield (its URL, its output lines so far).
+
+    The URL is read from the line the command prints once it listens; the server is
+    stopped with SIGINT (as Ctrl-C would) when the block ends.
+    """
+    cmd = [sys.executable, "-m", "mnist_classifier", "serve", str(target), "--port", "0", *args]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    lines: list[str] = []
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            match = URL_LINE.search(line)
+            if match:
+                found.put(match.group(1))
+        found.put(None)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        try:
+            url = found.get(timeout=STARTUP_TIMEOUT)
+        except queue.Empty:
+            url = None
+        if url is None:
+            pytest.fail("serve did not start:\n" + "\n".join(lines[-20:]), pytrace=False)
+        yield url, lines
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        reader.join(timeout=5)
