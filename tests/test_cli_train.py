@@ -79,3 +79,24 @@ def test_models_lists_parameter_counts(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "mlp-128-64-dropout" in out and "109,386" in out
+
+
+def test_unwritable_output_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["train", "--out", str(blocker / "run"), "--limit-train", "100", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and str(blocker) in err
+
+
+def test_no_tta_turns_a_recipe_setting_off(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(config=None, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("mnist_classifier.training.api.train", fake_train)
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", "cnn-best", "--no-tta"])
+    assert seen["tta"] is False

@@ -138,3 +138,40 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_run_killed_in_its_first_epoch_can_be_resumed(small_mnist, tmp_path):
+    # A kill gives no chance to save: only what fit() wrote before the first step remains.
+    state = {}
+
+    def kill(epoch, step):
+        if step == 10:
+            state["last"] = (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()
+            raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):
+        mnist_classifier.train(
+            out=tmp_path / "r", dataset=small_mnist, model="mlp-128", epochs=1, step_hook=kill,
+            **QUIET,
+        )  # fmt: skip
+    (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(state["last"])
+    run = mnist_classifier.train(resume=tmp_path / "r", dataset=small_mnist, log=None)
+    assert run.metrics["epochs_run"] == 1
+
+
+def test_batch_norm_model_with_a_lone_last_sample(small_mnist, tmp_path):
+    # 2,400 training images at batch 7 leave one image over: it is dropped, not a crash.
+    run = mnist_classifier.train(
+        out=tmp_path / "r", dataset=small_mnist, model="mlp-128-64-bn", epochs=1, batch_size=7,
+        **QUIET,
+    )  # fmt: skip
+    assert run.metrics["epochs_run"] == 1
+
+
+def test_recipe_model_arguments_do_not_follow_another_model():
+    from mnist_classifier.training.api import make_config
+
+    assert make_config(recipe="cnn-best").model_kwargs == {"width": 24}
+    assert make_config(recipe="cnn-best", model="mlp-128").model_kwargs == {}
+    with pytest.raises(ConfigError, match=r"cannot be built|does not accept"):
+        make_config(model="mlp-128-64-dropout", model_kwargs={"dropout": 2.0})

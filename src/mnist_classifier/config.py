@@ -52,12 +52,13 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError for the first invalid value; return self."""
-        from .models.registry import list_models
+        from .models.registry import create_model, list_models
 
         if self.model not in list_models():
             raise ConfigError(
                 f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}"
             )
+        create_model(self.model, **self.model_kwargs)  # refuses arguments the model cannot take
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("augment", self.augment, AUGMENTS)

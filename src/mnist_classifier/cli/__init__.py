@@ -67,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mnist-classifier: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # an output path the user named cannot be written (or read)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mnist-classifier: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     return int(code or 0)
 
 

@@ -30,7 +30,12 @@ def register(subparsers: Any) -> None:
     opt("--label-smoothing", type=float, help="default 0")
     opt("--augment", help="none (default), shift, light, strong")
     opt("--ema", type=float, help="decay of a weight average used for evaluation, 0 = off")
-    opt("--tta", action="store_true", default=None, help="test-time augmentation at evaluation")
+    opt(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time augmentation at evaluation (--no-tta turns a recipe's off)",
+    )
     opt("--patience", type=int, help="early stopping after N epochs without a better val loss")
     opt("--seed", type=int, help="default 0")
     opt("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, mps")

@@ -407,7 +407,7 @@ def _prepare(source: Any, name: str) -> np.ndarray:
         if source.ndim == 3 and source.shape[0] == 1:
             source = source[0]
         if source.shape == (MNIST_SIDE, MNIST_SIDE) and source.dtype == np.uint8:
-            as_is = _mnist_style(source)
+            as_is = mnist_style_pixels(source)
             if as_is is not None:
                 return as_is
         return to_mnist(source, name=name)
@@ -415,11 +415,11 @@ def _prepare(source: Any, name: str) -> np.ndarray:
     if not isinstance(source, readable) and not hasattr(source, "read"):
         raise ImageError(f"{name}: cannot read an image from a {type(source).__name__}")
     image = load_image(source, name=name)
-    as_is = _mnist_style(image)
+    as_is = mnist_style_pixels(image)
     return as_is if as_is is not None else to_mnist(image, name=name)
 
 
-def _mnist_style(image: Image.Image | np.ndarray) -> np.ndarray | None:
+def mnist_style_pixels(image: Image.Image | np.ndarray) -> np.ndarray | None:
     """The pixels of a 28x28 image that already looks like MNIST (light ink on dark), else None."""
     if isinstance(image, np.ndarray):
         a = image

@@ -64,6 +64,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         return factory(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"model {name!r} does not accept these arguments: {exc}") from None
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"model {name!r} cannot be built with {kwargs}: {exc}") from None
 
 
 def uses_convolutions(model: nn.Module) -> bool:

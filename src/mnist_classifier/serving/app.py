@@ -56,6 +56,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import ImageError
+from ..inference.predictor import mnist_style_pixels
 from ..inference.preprocess import load_image, to_mnist
 
 __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "STATIC_DIR", "PredictorLike", "create_app"]
@@ -417,7 +418,14 @@ def _json_error(exc: ValidationError) -> ApiError:
 async def _form_uploads(request: Request, field: str, *, limit: int) -> list[Source]:
     """The files sent in multipart ``field`` (at most ``limit``), as sources."""
     # Starlette answers a malformed multipart body, or too many files, with a 400.
-    form = await request.form(max_files=limit, max_fields=16)
+    try:
+        form = await request.form(max_files=limit, max_fields=16)
+    except StarletteHTTPException as exc:
+        if "too many files" in str(exc.detail).lower():
+            raise ApiError(
+                422, f"too many files in field '{field}': at most {limit} per request"
+            ) from None
+        raise
     try:
         sources = []
         for value in form.getlist(field):
@@ -473,6 +481,9 @@ def _prepare(source: Source) -> Outcome:
         image = load_image(source.data, name=source.name)
     except ImageError as exc:
         return Outcome(source.name, status=_load_status(str(exc)), error=str(exc))
+    as_is = mnist_style_pixels(image)  # as `predict` does: an MNIST-style 28x28 is used as it is
+    if as_is is not None:
+        return Outcome(source.name, image=as_is)
     try:
         return Outcome(source.name, image=to_mnist(image, name=source.name))
     except ImageError as exc:  # no digit found

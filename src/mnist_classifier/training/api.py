@@ -83,8 +83,13 @@ def make_config(
     recipe = recipe or file_values.get("recipe")
     if recipe:
         cfg = cfg.updated(recipe_values(recipe), source=f"recipe {recipe!r}")
+    preset_model = cfg.model
     cfg = cfg.updated(file_values, source=source)
-    cfg = cfg.updated({k: v for k, v in overrides.items() if v is not None}, source="arguments")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    cfg = cfg.updated(given, source="arguments")
+    if cfg.model != preset_model and not ({"model_kwargs"} & (set(file_values) | set(given))):
+        # The preset's model arguments belong to the preset's model, not to the one chosen now.
+        cfg = cfg.updated({"model_kwargs": {}})
     return cfg.validate()
 
 

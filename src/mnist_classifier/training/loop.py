@@ -274,7 +274,15 @@ class Trainer:
         self.model = prepare_for_cpu(create_model(cfg.model, **cfg.model_kwargs).to(self.device))
         self.channels_last = is_channels_last(self.model)
         self.optimizer = build_optimizer(cfg, self.model)
-        self.steps_per_epoch = -(-len(self.train_split) // cfg.batch_size)
+        n_train = len(self.train_split)
+        if n_train < 2:
+            raise ConfigError(f"the training split holds {n_train} image(s); at least 2 are needed")
+        # A last batch of one image is dropped: batch norm cannot train on a single sample.
+        self.steps_per_epoch = (
+            n_train // cfg.batch_size
+            if n_train % cfg.batch_size == 1
+            else -(-n_train // cfg.batch_size)
+        )
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch * cfg.epochs)
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         self.augment = _augmenter(cfg)
@@ -387,7 +395,10 @@ class Trainer:
         try:
             for step in range(start_step, self.steps_per_epoch):
                 if self.step_hook is not None:
-                    self.step_hook(epoch, step)
+                    try:
+                        self.step_hook(epoch, step)
+                    except KeyboardInterrupt:  # raised between two steps: a clean boundary
+                        self.interrupt_requested = True
                 if self.interrupt_requested:
                     raise KeyboardInterrupt
                 xb = images[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -417,7 +428,11 @@ class Trainer:
                 correct += (logits.detach().argmax(1) == yb).sum()
                 self.step_in_epoch = step + 1
                 if progress.wants_updates and step % 20 == 0:
-                    seen = self.partial["seen"] + min((step + 1) * cfg.batch_size, n)
+                    seen = (
+                        self.partial["seen"]
+                        + min((step + 1) * cfg.batch_size, n)
+                        - min(start_step * cfg.batch_size, n)
+                    )
                     progress.update(step + 1, (self.partial["loss_sum"] + loss_sum.item()) / seen)
         except KeyboardInterrupt:
             self._fold_partial(loss_sum, correct, start_step)
@@ -451,11 +466,19 @@ class Trainer:
                 f"{len(self.train_split):,} train / {len(self.val_split):,} validation images, "
                 f"{cfg.epochs} epochs of {self.steps_per_epoch} steps (batch {cfg.batch_size})"
             )
+        if self.epochs_done == 0 and self.step_in_epoch == 0:
+            self.save_last()  # a run killed in its first epoch can still be resumed
         stopped_early = False
         with self._sigint_at_step_boundary():
             while self.epochs_done < cfg.epochs and not stopped_early:
                 stopped_early = self._run_epoch()
-        return self.finish(params)
+            try:
+                return self.finish(params)
+            except KeyboardInterrupt:
+                raise TrainingInterrupted(
+                    f"interrupted during the final evaluation; finish it with: "
+                    f"mnist-classifier train --resume {self.paths.root}"
+                ) from None
 
     @contextlib.contextmanager
     def _sigint_at_step_boundary(self) -> Iterator[None]:
@@ -484,6 +507,10 @@ class Trainer:
         try:
             train_loss, train_acc = self._train_epoch(epoch)
         except KeyboardInterrupt:
+            if not self.interrupt_requested:
+                # Interrupted inside a step (a second Ctrl-C): that state is not a whole step,
+                # so the last checkpoint written stays the one to resume from.
+                raise
             self.train_seconds += time.perf_counter() - started
             self.save_last()
             raise TrainingInterrupted(
