@@ -257,7 +257,6 @@ class Trainer:
         self.log = log
         self.stream = stream
         self.step_hook = step_hook
-        set_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
         self.dataset = dataset if dataset is not None else load_dataset(cfg.data_dir)
         self.mean, self.std = self.dataset.mean, self.dataset.std
@@ -272,6 +271,11 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = prepare_for_cpu(create_model(cfg.model, **cfg.model_kwargs).to(self.device))
+        self.threads = cfg.threads
+        if not cfg.threads and self.device.type == "cpu" and not uses_convolutions(self.model):
+            # Fully connected nets at these sizes run fastest on one thread: with sleeping
+            # OpenMP waiters (see cli/__init__.py) a second thread made the seed recipe 3x slower.
+            self.threads = 1
         self.channels_last = is_channels_last(self.model)
         self.optimizer = build_optimizer(cfg, self.model)
         n_train = len(self.train_split)
@@ -456,6 +460,14 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train to the configured number of epochs (or early stop); return the final metrics."""
+        previous_threads = torch.get_num_threads()
+        set_threads(self.threads)
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
         self.paths.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.paths.config, json.dumps(cfg.to_dict(), indent=2) + "\n")
