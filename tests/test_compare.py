@@ -108,3 +108,31 @@ def test_cli_compare_bad_run_is_one_line_and_exit_1(runs, tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope: run folder does not exist" in err
+
+
+def test_compare_two_real_runs(small_mnist, tmp_path, capsys):
+    import mnist_classifier
+
+    for name, model in (("mlp", "mlp-128"), ("cnn", "cnn-tiny")):
+        mnist_classifier.train(
+            out=tmp_path / name, dataset=small_mnist, model=model, epochs=2, log=None, threads=2
+        )
+    # The real runs were evaluated on the first 1,000 test images of the shipped MNIST.
+    assert (
+        main(
+            [
+                "compare",
+                str(tmp_path / "mlp"),
+                str(tmp_path / "cnn"),
+                "--out",
+                str(tmp_path / "cmp"),
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "mlp-128" in table and "cnn-tiny" in table and "%" in table
+    rows = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
+    assert [r["model"] for r in rows] == ["mlp-128", "cnn-tiny"]
+    with Image.open(tmp_path / "cmp" / "val_curves.png") as img:
+        assert img.width > 300 and img.height > 200
