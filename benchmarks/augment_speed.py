@@ -34,34 +34,8 @@ from mnist_classifier.data.augment import (
     random_shift,
 )
 from mnist_classifier.data.sources import load_dataset
+from mnist_classifier.models import create_model
 from mnist_classifier.runtime import set_threads
-
-
-def _mlp() -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 128),
-        nn.ReLU(),
-        nn.Dropout(0.2),
-        nn.Linear(128, 64),
-        nn.ReLU(),
-        nn.Dropout(0.2),
-        nn.Linear(64, 10),
-    )
-
-
-def _small_cnn() -> nn.Module:
-    def block(c_in: int, c_out: int) -> list[nn.Module]:
-        return [
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        ]
-
-    return nn.Sequential(
-        *block(1, 16), *block(16, 32), *block(32, 64), nn.Flatten(), nn.Linear(64 * 9, 10)
-    )
 
 
 def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -92,8 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         "augment_batch translate=2 (grid_sample)": lambda: augment_batch(x, translate_only, g),
         "augment_batch LIGHT (affine)": lambda: augment_batch(x, LIGHT, g),
         "augment_batch STRONG (affine + elastic)": lambda: augment_batch(x, STRONG, g),
-        "MLP 784-128-64-10 forward + backward": _train_step(_mlp(), x, y),
-        "small CNN 16-32-64 forward + backward": _train_step(_small_cnn(), x, y),
+        "MLP 784-128-64-10 forward + backward": _train_step(
+            create_model("mlp-128-64-dropout"), x, y
+        ),
+        "small CNN 16-32-64 forward + backward": _train_step(create_model("cnn-small"), x, y),
     }
     times: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(3):  # warm-up
