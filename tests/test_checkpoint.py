@@ -4,7 +4,7 @@ import torch
 import mnist_classifier
 from mnist_classifier.errors import CheckpointError
 from mnist_classifier.models import create_model
-from mnist_classifier.training.checkpoint import (
+from mnist_classifier.models.checkpoint import (
     build_checkpoint,
     load_checkpoint,
     model_from_checkpoint,

@@ -13,7 +13,7 @@ from PIL import Image
 
 from mnist_classifier.errors import CheckpointError, ConfigError, ImageError
 from mnist_classifier.inference.predictor import Prediction, Predictor, load_predictor
-from mnist_classifier.training.checkpoint import (
+from mnist_classifier.models.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,

@@ -7,7 +7,7 @@ import torch
 import mnist_classifier
 from mnist_classifier.errors import ConfigError, TrainingError, TrainingInterrupted
 from mnist_classifier.models.registry import list_models
-from mnist_classifier.training.checkpoint import load_checkpoint
+from mnist_classifier.models.checkpoint import load_checkpoint
 
 QUIET = {"log": None, "threads": 2}
 

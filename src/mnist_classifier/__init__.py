@@ -22,7 +22,7 @@ _API = {
     "train": "mnist_classifier.training.api",
     "evaluate": "mnist_classifier.training.api",
     "Run": "mnist_classifier.training.api",
-    "load_checkpoint": "mnist_classifier.training.checkpoint",
+    "load_checkpoint": "mnist_classifier.models.checkpoint",
     "load_predictor": "mnist_classifier.inference.predictor",
     "MnistClassifierError": "mnist_classifier.errors",
 }

@@ -92,7 +92,7 @@ def export_onnx(
             "ONNX export needs onnx and onnxruntime: pip install 'mnist-classifier[onnx]'"
         ) from None
     from ..fileio import atomic_path
-    from .deployed import INPUT_NAME, OUTPUT_NAME
+    from ..models.deployed import INPUT_NAME, OUTPUT_NAME
 
     ckpt, model, source = _load(checkpoint_path)
     out = _out_path(out_path, ".onnx")
@@ -215,8 +215,8 @@ def read_metadata(props: Mapping[str, str], name: str) -> dict[str, Any]:
 
 
 def _load(checkpoint_path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any, str]:
-    from ..training.checkpoint import load_checkpoint, resolve_checkpoint_path
-    from .deployed import deployed_from_checkpoint
+    from ..models.checkpoint import load_checkpoint, resolve_checkpoint_path
+    from ..models.deployed import deployed_from_checkpoint
 
     path = resolve_checkpoint_path(checkpoint_path)
     ckpt = load_checkpoint(path)
@@ -232,7 +232,7 @@ def _out_path(out_path: str | os.PathLike[str], suffix: str) -> Path:
 
 def _metadata(ckpt: dict[str, Any], model: Any) -> dict[str, str]:
     """The string key/value pairs stored with an export."""
-    from .deployed import count_parameters
+    from ..models.registry import count_parameters
 
     norm = ckpt["normalization"]
     return {

@@ -233,7 +233,8 @@ class TorchPredictor(Predictor):
         import torch
 
         from ..runtime import resolve_device
-        from .deployed import count_parameters, deployed_from_checkpoint
+        from ..models.deployed import deployed_from_checkpoint
+        from ..models.registry import count_parameters
 
         self._torch = torch
         self._device = resolve_device(device)
@@ -331,7 +332,7 @@ def load_predictor(
             if not path.is_file():
                 raise CheckpointError(f"{path}: ONNX model not found")
             return OnnxPredictor(path, name=str(path), device=device)
-        from ..training.checkpoint import resolve_checkpoint_path
+        from ..models.checkpoint import resolve_checkpoint_path
         from .onnx import export_onnx
 
         ckpt_path = resolve_checkpoint_path(path)
@@ -340,7 +341,7 @@ def load_predictor(
         return OnnxPredictor(data, name=str(ckpt_path), device=device)
     if is_onnx:
         raise ConfigError(f"{path}: an ONNX model runs with backend 'onnx' (--backend onnx)")
-    from ..training.checkpoint import load_checkpoint, resolve_checkpoint_path
+    from ..models.checkpoint import load_checkpoint, resolve_checkpoint_path
 
     return TorchPredictor(load_checkpoint(resolve_checkpoint_path(path)), device)
 

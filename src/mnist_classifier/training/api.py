@@ -17,7 +17,7 @@ from ..data.sources import Dataset, load_dataset
 from ..errors import ConfigError, MnistClassifierError
 from ..evaluation.metrics import split_metrics
 from ..runtime import resolve_device
-from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint_path
+from ..models.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint_path
 from .loop import RunPaths, StepHook, Trainer, evaluate_split
 from .recipes import recipe_values
 

@@ -36,7 +36,7 @@ from ..evaluation.metrics import percent, split_metrics
 from ..fileio import atomic_path, atomic_write_text
 from ..models.registry import count_parameters, create_model, uses_convolutions
 from ..runtime import resolve_device, set_threads
-from .checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from ..models.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from .progress import EpochProgress
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")

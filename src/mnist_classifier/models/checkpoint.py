@@ -19,7 +19,7 @@ from torch import nn
 from .. import __version__
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_path
-from ..models.registry import create_model
+from .registry import create_model
 
 FORMAT = "mnist-classifier-checkpoint"
 FORMAT_VERSION = 1

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training.checkpoint import model_from_checkpoint
+from .checkpoint import model_from_checkpoint
 
 INPUT_NAME = "pixels"  # float32 (N, 1, 28, 28), values 0..255, white ink on black
 OUTPUT_NAME = "probabilities"  # float32 (N, 10), softmax over the class names
@@ -59,6 +59,3 @@ def deployed_from_checkpoint(
     tta = bool((ckpt.get("config") or {}).get("tta", False))
     return DeployedModel(net, float(norm["mean"]), float(norm["std"]), tta).to(device).eval()
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
