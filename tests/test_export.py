@@ -18,11 +18,11 @@ import torch
 
 from mnist_classifier.errors import CheckpointError, ExportError
 from mnist_classifier.inference import onnx as onnx_export
-from mnist_classifier.models.deployed import deployed_from_checkpoint
 from mnist_classifier.inference.onnx import export_onnx, export_torchscript
 from mnist_classifier.inference.predictor import load_predictor
-from mnist_classifier.models.registry import create_model, list_models
 from mnist_classifier.models.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from mnist_classifier.models.deployed import deployed_from_checkpoint
+from mnist_classifier.models.registry import create_model, list_models
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 
 import mnist_classifier
 from mnist_classifier.errors import ConfigError, TrainingError, TrainingInterrupted
-from mnist_classifier.models.registry import list_models
 from mnist_classifier.models.checkpoint import load_checkpoint
+from mnist_classifier.models.registry import list_models
 
 QUIET = {"log": None, "threads": 2}
 
@@ -54,7 +54,7 @@ def test_evaluate_matches_training_metrics(small_mnist, tmp_path, monkeypatch):
     )
     # evaluate() loads the dataset named by the config: point it at the same small subset.
     monkeypatch.setattr(
-        "mnist_classifier.training.api.load_dataset", lambda data_dir=None: small_mnist
+        "mnist_classifier.evaluation.scoring.load_dataset", lambda data_dir=None: small_mnist
     )
     result = mnist_classifier.evaluate(run.best_checkpoint)
     assert result["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"])

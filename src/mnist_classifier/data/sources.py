@@ -23,6 +23,7 @@ import torch
 
 from ..errors import DataError
 from ..fileio import atomic_path, atomic_write_text
+from .format import IMAGE_SIDE
 from .idx import parse_idx, read_bytes
 
 DATA_DIR_ENV = "MNIST_CLASSIFIER_DATA_DIR"
@@ -43,7 +44,6 @@ MNIST_MD5: dict[str, str] = {
 # Mean and standard deviation of the MNIST training pixels scaled to [0, 1].
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
-CLASS_NAMES = tuple(str(d) for d in range(10))
 _CACHE_VERSION = 1
 
 
@@ -128,9 +128,9 @@ def locate_files(data_dir: str | os.PathLike[str]) -> dict[str, Path]:
 def _validate_pair(
     images: np.ndarray, labels: np.ndarray, image_path: Path, label_path: Path
 ) -> None:
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise DataError(
-            f"{image_path}: images must be N x 28 x 28, found {'x'.join(map(str, images.shape))}"
+            f"{image_path}: images must be N x {IMAGE_SIDE} x {IMAGE_SIDE}, found {'x'.join(map(str, images.shape))}"
         )
     if images.dtype != np.uint8:
         raise DataError(f"{image_path}: images must be unsigned bytes, found {images.dtype}")

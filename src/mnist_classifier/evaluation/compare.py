@@ -7,8 +7,8 @@ Files written into the output folder:
 - ``comparison.csv``: the same rows with raw numbers (fractions, seconds) for scripts;
 - ``val_curves.png``: validation accuracy and validation loss per epoch, one line per run.
 
-"Best validation accuracy" is the highest ``val_acc`` in a run's ``history.csv``;
-"test accuracy" is the test accuracy in its ``metrics.json``.
+"Best validation accuracy" is the highest ``val_acc`` in a run's history;
+"test accuracy" is the test accuracy in its final metrics.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from ..errors import RunFolderError
 from ..fileio import atomic_write_text
+from ..run_folder import check_run_dir, read_history, read_metrics, run_name
+from .metrics import percent
 from .plots import new_figure, save_figure
 from .report import format_seconds
-from .run_files import check_run_dir, read_history, read_metrics, run_name
 
 TABLE_COLUMNS = (
     "run",
@@ -98,10 +99,6 @@ def summarize_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[RunSummar
     ]
 
 
-def _percent(fraction: float) -> str:
-    return f"{100.0 * fraction:.2f}%"
-
-
 def _table_cells(summary: RunSummary) -> list[str]:
     return [
         summary.name,
@@ -109,8 +106,8 @@ def _table_cells(summary: RunSummary) -> list[str]:
         f"{summary.parameters:,}",
         str(summary.epochs),
         format_seconds(summary.train_seconds),
-        f"{_percent(summary.best_val_accuracy)} (epoch {summary.best_val_epoch})",
-        _percent(summary.test_accuracy),
+        f"{percent(summary.best_val_accuracy)} (epoch {summary.best_val_epoch})",
+        percent(summary.test_accuracy),
     ]
 
 

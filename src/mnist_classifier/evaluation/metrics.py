@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-NUM_CLASSES = 10
+from ..data.format import NUM_CLASSES
 
 
 def confusion_matrix(
@@ -63,7 +63,7 @@ def classification_report(cm: np.ndarray) -> dict[str, Any]:
 
 
 def split_metrics(labels: np.ndarray, probs: np.ndarray, loss: float) -> dict[str, Any]:
-    """The metrics block stored in metrics.json for one split."""
+    """The metrics block of one split, as the run folder stores it."""
     cm = confusion_matrix(labels, probs.argmax(axis=1), probs.shape[1])
     report = classification_report(cm)
     return {

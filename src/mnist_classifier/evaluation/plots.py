@@ -6,7 +6,7 @@ by the Agg canvas that ``savefig`` picks for PNG, so this module never imports
 whoever else uses matplotlib in the same process (a notebook, a GUI) is left
 alone, and nothing here needs a display. Every PNG is written atomically.
 
-Files written by :func:`write_run_plots` into ``RUN/plots/`` (see :data:`PLOT_FILES`):
+Files written by :func:`write_run_plots` into the run's plots folder (see :data:`PLOT_FILES`):
 
 - ``curves.png``: one figure, loss panel and accuracy panel (train vs validation per
   epoch), plus a learning-rate panel when the rate changed during training;
@@ -28,16 +28,18 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from ..data.sources import load_dataset
 from ..errors import RunFolderError
 from ..fileio import atomic_path
-from .run_files import (
+from ..run_folder import (
+    RunFolder,
     check_run_dir,
-    load_test_images,
     read_config,
     read_history,
     read_metrics,
     read_predictions,
 )
+from .metrics import percent
 
 DPI = 100
 WRONG_COLOR = "#c62828"
@@ -71,10 +73,6 @@ def save_figure(fig: Figure, out_path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _percent(fraction: float) -> str:
-    return f"{100.0 * fraction:.2f}%"
-
-
 def _column(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     try:
         return np.array([float(row[key]) for row in history], dtype=np.float64)
@@ -90,7 +88,7 @@ def plot_curves(
 ) -> Path:
     """Draw training vs validation loss and accuracy per epoch into ``out_dir/curves.png``.
 
-    ``history`` holds one mapping per epoch with the ``history.csv`` columns (numbers or
+    ``history`` holds one mapping per epoch with the history columns of the run folder (numbers or
     numeric strings). Accuracy is shown in percent. ``best_epoch``, when given, is marked
     with a dotted line. A third panel shows the learning rate if it changed.
     """
@@ -196,7 +194,7 @@ def plot_confusion_matrix(
     ax.set_yticks(range(k))
     ax.set_xlabel("predicted digit")
     ax.set_ylabel("true digit")
-    ax.set_title(f"{title}: accuracy {_percent(accuracy)} of {total:,}")
+    ax.set_title(f"{title}: accuracy {percent(accuracy)} of {total:,}")
     return save_figure(fig, out_path)
 
 
@@ -377,7 +375,7 @@ def plot_confident_mistakes(
             fontweight="bold",
         )
         ax.set_xlabel(
-            "\n".join(f"{d}: {_percent(probs_arr[index, d])}" for d in top3),
+            "\n".join(f"{d}: {percent(probs_arr[index, d])}" for d in top3),
             fontsize=8.5,
             family="monospace",
         )
@@ -385,8 +383,37 @@ def plot_confident_mistakes(
     return save_figure(fig, out_path)
 
 
+def load_test_images(config: dict[str, Any], labels: np.ndarray, run_dir: Path) -> np.ndarray:
+    """The test images (uint8 (N, 28, 28)) that ``labels`` (from the stored predictions) belong to.
+
+    They come from the dataset named by ``config["data_dir"]`` (None = shipped MNIST).
+    Predictions for the first N test images only (a run evaluated on a subset) are
+    accepted; a test split whose labels differ from ``labels`` is refused, since
+    pictures of other images beside these predictions would be wrong without anyone
+    noticing.
+    """
+    data_dir = config.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise RunFolderError(f"{RunFolder(run_dir).config}: data_dir must be a path or null")
+    dataset = load_dataset(data_dir)
+    images = dataset.test_images.numpy()
+    expected = dataset.test_labels.numpy()
+    where = RunFolder(run_dir).predictions
+    if len(labels) > len(expected):
+        raise RunFolderError(
+            f"{where}: holds {len(labels)} predictions but the test set of "
+            f"{dataset.source} has only {len(expected)} images"
+        )
+    if not np.array_equal(expected[: len(labels)], labels):
+        raise RunFolderError(
+            f"{where}: labels do not match the test labels of {dataset.source} "
+            "(was the run trained on another --data-dir?)"
+        )
+    return images[: len(labels)]
+
+
 def write_run_plots(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """Draw every plot of a run folder into ``run_dir/plots/`` and return their paths.
+    """Draw every plot of a run folder into its plots folder and return their paths.
 
     All run files are read and checked before the first picture is written, so a
     missing or corrupt file raises :class:`~mnist_classifier.errors.RunFolderError`
@@ -398,7 +425,7 @@ def write_run_plots(run_dir: str | os.PathLike[str]) -> list[Path]:
     metrics = read_metrics(run)
     probs, labels = read_predictions(run)
     images = load_test_images(config, labels, run)
-    plots = run / "plots"
+    plots = RunFolder(run).plots
     test = metrics["test"]
     return [
         plot_curves(history, plots, best_epoch=metrics["best_epoch"]),

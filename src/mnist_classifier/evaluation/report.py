@@ -1,4 +1,4 @@
-"""``report.html``: one self-contained page that shows everything about a run.
+"""The run report: one self-contained HTML page that shows everything about a run.
 
 The page needs nothing but itself: every plot is inlined as a base64 ``data:``
 URL, the style sheet is inline, there is no script, no web font and no link to
@@ -19,9 +19,16 @@ from typing import Any
 
 from .. import __version__
 from ..errors import RunFolderError
-from ..fileio import atomic_write_text
+from ..run_folder import (
+    RunFolder,
+    check_run_dir,
+    read_config,
+    read_metrics,
+    run_name,
+    write_report_text,
+)
+from .metrics import percent
 from .plots import PLOT_FILES, write_run_plots
-from .run_files import check_run_dir, read_config, read_metrics, run_name
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -54,10 +61,6 @@ footer { margin-top: 2.5rem; font-size: 0.8rem; color: #6b747d; }
 def _e(value: object) -> str:
     """Escape ``value`` for HTML text or a quoted attribute."""
     return html.escape(str(value), quote=True)
-
-
-def _percent(fraction: float) -> str:
-    return f"{100.0 * fraction:.2f}%"
 
 
 def format_seconds(seconds: float) -> str:
@@ -95,7 +98,7 @@ def _figure(path: Path, caption: str) -> str:
     return (
         f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}" '
         f'width="{size[0]}" height="{size[1]}">'
-        f"<figcaption>{_e(caption)} <code>plots/{_e(path.name)}</code></figcaption></figure>"
+        f"<figcaption>{_e(caption)} <code>{_e(path.parent.name)}/{_e(path.name)}</code></figcaption></figure>"
     )
 
 
@@ -113,9 +116,9 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     rows = [
         ("model", metrics["model"], False),
         ("parameters", f"{metrics['parameters']:,}", True),
-        ("test accuracy", _percent(test["accuracy"]), True),
+        ("test accuracy", percent(test["accuracy"]), True),
         ("test loss", f"{test['loss']:.4f}", True),
-        ("validation accuracy", _percent(val["accuracy"]), True),
+        ("validation accuracy", percent(val["accuracy"]), True),
         ("validation loss", f"{val['loss']:.4f}", True),
         ("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}", True),
         ("training time", format_seconds(float(metrics["train_seconds"])), True),
@@ -131,8 +134,7 @@ def _per_class_table(block: dict[str, Any]) -> str:
 
     def row(label: str, scores: dict[str, Any], css: str = "") -> str:
         cells = "".join(
-            f"<td class=num>{_percent(float(scores[k]))}</td>"
-            for k in ("precision", "recall", "f1")
+            f"<td class=num>{percent(float(scores[k]))}</td>" for k in ("precision", "recall", "f1")
         )
         cls = f' class="{css}"' if css else ""
         support = f"<td class=num>{int(scores['support']):,}</td>"
@@ -146,8 +148,8 @@ def _per_class_table(block: dict[str, Any]) -> str:
 
 
 def _plot_paths(run: Path) -> list[tuple[Path, str]]:
-    """The plots to show: the standard ones in order, then any other PNG in plots/."""
-    plots = run / "plots"
+    """The plots to show: the standard ones in order, then any other PNG beside them."""
+    plots = RunFolder(run).plots
     if not all((plots / name).is_file() for name in PLOT_FILES):
         write_run_plots(run)
     shown = [(plots / name, caption) for name, caption in PLOT_FILES.items()]
@@ -169,8 +171,8 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
         f'<div class="card"><div class="value">{_e(value)}</div>'
         f'<div class="label">{_e(label)}</div></div>'
         for value, label in (
-            (_percent(test["accuracy"]), "test accuracy"),
-            (_percent(metrics["val"]["accuracy"]), "validation accuracy"),
+            (percent(test["accuracy"]), "test accuracy"),
+            (percent(metrics["val"]["accuracy"]), "validation accuracy"),
             (f"{metrics['parameters']:,}", "parameters"),
             (format_seconds(float(metrics["train_seconds"])), "training time"),
         )
@@ -184,7 +186,7 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
     sections = [
         f"<h1>Run <code>{_e(name)}</code></h1>",
         f'<p class="lead">model <code>{_e(metrics["model"])}</code>: '
-        f"test accuracy {_e(_percent(test['accuracy']))}, "
+        f"test accuracy {_e(percent(test['accuracy']))}, "
         f"best epoch {_e(metrics['best_epoch'])} of {_e(metrics['epochs_run'])}</p>",
         f'<div class="cards">{cards}</div>',
         "<h2>Final metrics</h2>",
@@ -221,14 +223,8 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
 
 
 def write_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Write ``run_dir/report.html`` atomically and return its path.
+    """Write the run folder's report page atomically and return its path.
 
-    The plots in ``run_dir/plots/`` are drawn first when any of them is missing.
+    The plots are drawn first when any of them is missing.
     """
-    text = render_report(run_dir)
-    path = Path(run_dir) / "report.html"
-    try:
-        atomic_write_text(path, text)
-    except OSError as exc:
-        raise RunFolderError(f"{path}: cannot be written ({exc.strerror or exc})") from None
-    return path
+    return write_report_text(RunFolder.at(run_dir), render_report(run_dir))

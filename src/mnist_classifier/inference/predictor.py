@@ -232,9 +232,9 @@ class TorchPredictor(Predictor):
     def __init__(self, ckpt: dict[str, Any], device: str = "auto") -> None:
         import torch
 
-        from ..runtime import resolve_device
         from ..models.deployed import deployed_from_checkpoint
         from ..models.registry import count_parameters
+        from ..runtime import resolve_device
 
         self._torch = torch
         self._device = resolve_device(device)

@@ -2,7 +2,7 @@
 
 A checkpoint alone is enough to predict: it carries the model name and its
 arguments, the weights, the normalisation, the class names, the training config,
-the final metrics (when known) and the package version. ``last.pt`` also carries
+the final metrics (when known) and the package version. The last checkpoint also carries
 the training state (optimizer, scheduler, RNG states, history, position) used by
 ``--resume``. Files are written atomically.
 """
@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..data.format import CLASS_NAMES
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_path
+from ..run_folder import RunFolder
 from .registry import create_model
 
 FORMAT = "mnist-classifier-checkpoint"
@@ -45,7 +47,7 @@ def build_checkpoint(
         "model": {"name": model_name, "kwargs": dict(model_kwargs)},
         "state_dict": state,
         "normalization": {"mean": float(mean), "std": float(std)},
-        "class_names": [str(d) for d in range(10)],
+        "class_names": list(CLASS_NAMES),
         "config": config,
         "metrics": metrics,
         "training": training_state,
@@ -112,11 +114,13 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cp
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str], which: str = "best") -> Path:
-    """A run folder means its ``checkpoints/<which>.pt``; a file is taken as it is."""
+    """A run folder means its ``which`` (best or last) checkpoint; a file is taken as it is."""
     path = Path(path)
     if path.is_dir():
-        candidate = path / "checkpoints" / f"{which}.pt"
+        run = RunFolder(path)
+        candidate = run.checkpoint(which)
         if not candidate.exists():
-            raise CheckpointError(f"{path}: run folder has no checkpoints/{which}.pt")
+            shown = candidate.relative_to(run.root).as_posix()
+            raise CheckpointError(f"{path}: run folder has no {shown}")
         return candidate
     return path

@@ -27,8 +27,9 @@ class DeployedModel(nn.Module):
     """``pixels`` (N, 1, 28, 28) float32 in [0, 255] -> probabilities (N, 10) float32.
 
     Applies ``(pixels / 255 - mean) / std``, the network and a softmax; with ``tta``
-    it averages the probabilities of the image and its four 1-pixel shifts, as the
-    training loop's evaluation does.
+    it averages the probabilities of the image and its four 1-pixel shifts. Training's
+    validation and test scores, ``evaluate``, the predictor and both exports all go
+    through this class, so they cannot disagree.
     """
 
     scale: torch.Tensor
@@ -43,11 +44,30 @@ class DeployedModel(nn.Module):
         self.tta = bool(tta)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels * self.scale + self.shift  # (N, 1, 28, 28) normalised
+        views = self._softmax_views(pixels)
+        return views[0] if len(views) == 1 else torch.stack(views).mean(0)
+
+    def log_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Log of :meth:`forward`'s probabilities (N, 10) float32, as evaluation scores them.
+
+        Without TTA this is the network's log-softmax (exact for a confident model);
+        with TTA it is the log of the averaged probabilities.
+        """
         if not self.tta:
-            return F.softmax(self.net(x).float(), dim=1)
-        views = [x] + [torch.roll(x, s, dims=d) for d in (2, 3) for s in (-1, 1)]
-        return torch.stack([F.softmax(self.net(v).float(), dim=1) for v in views]).mean(0)
+            return F.log_softmax(self.net(self._normalise(pixels)).float(), dim=1)
+        return torch.stack(self._softmax_views(pixels)).mean(0).clamp_min(1e-12).log()
+
+    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels * self.scale + self.shift  # (N, 1, 28, 28) normalised
+
+    def _softmax_views(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """Softmax (N, 10) of each view: the image alone, or with TTA also its four 1-pixel
+        shifts (MNIST's borders are empty, so rolling loses no ink)."""
+        x = self._normalise(pixels)
+        views = [x]
+        if self.tta:
+            views += [torch.roll(x, s, dims=d) for d in (2, 3) for s in (-1, 1)]
+        return [F.softmax(self.net(v).float(), dim=1) for v in views]
 
 
 def deployed_from_checkpoint(
@@ -58,4 +78,3 @@ def deployed_from_checkpoint(
     norm = ckpt["normalization"]
     tta = bool((ckpt.get("config") or {}).get("tta", False))
     return DeployedModel(net, float(norm["mean"]), float(norm["std"]), tta).to(device).eval()
-

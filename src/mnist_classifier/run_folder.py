@@ -1,30 +1,158 @@
-"""Read the files of a run folder (``runs/NAME/``) and check them before anything is drawn.
+"""THE run-folder contract (``runs/NAME/``): file names, history fields, writers, checked readers.
 
-Plots, the HTML report and run comparison all read the same files written by
-training: ``config.json``, ``history.csv``, ``metrics.json`` and
-``predictions.npz``. Every reader here validates what it returns, so that a
-missing or corrupt file becomes one :class:`~mnist_classifier.errors.RunFolderError`
-naming that file, instead of a traceback from deep inside matplotlib.
+Training writes a run folder and everything else (plots, the report, comparison,
+the Python API's :class:`~mnist_classifier.training.run.Run`, checkpoint path
+resolution) reads it, through this module only: no other module spells a file
+name of the run folder. Every writer is atomic (a reader never sees half a file)
+and every reader validates what it returns, so that a missing or corrupt file
+becomes one :class:`~mnist_classifier.errors.RunFolderError` naming that file,
+instead of a traceback from deep inside csv, json or matplotlib.
+
+The layout (docs/ARCHITECTURE.md has what each file holds)::
+
+    config.json  history.csv  metrics.json  predictions.npz  report.html
+    checkpoints/best.pt  checkpoints/last.pt  plots/*.png
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
 import numpy as np
 
-from ..errors import RunFolderError
+from .data.format import NUM_CLASSES
+from .errors import RunFolderError
+from .fileio import atomic_path, atomic_write_text
 
-NUM_CLASSES = 10
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 _ACCURACY_COLUMNS = ("train_acc", "val_acc")
 _SCORE_KEYS = ("precision", "recall", "f1")
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.npz"
+REPORT_FILE = "report.html"
+PLOTS_DIR = "plots"
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_NAMES = ("best", "last")  # checkpoints/<name>.pt
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run folder (nothing is created or read by building one)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> RunFolder:
+        return cls(Path(path))
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def history(self) -> Path:
+        return self.root / HISTORY_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_FILE
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / PREDICTIONS_FILE
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_FILE
+
+    @property
+    def plots(self) -> Path:
+        return self.root / PLOTS_DIR
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS_DIR
+
+    def checkpoint(self, which: str) -> Path:
+        """``checkpoints/<which>.pt``; ``which`` is ``best`` or ``last``."""
+        if which not in CHECKPOINT_NAMES:
+            raise ValueError(f"unknown checkpoint {which!r}; choose one of {CHECKPOINT_NAMES}")
+        return self.checkpoints / f"{which}.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoint("best")
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint("last")
+
+    def holds_run(self) -> bool:
+        """True once training has started writing here (a config or a checkpoint folder)."""
+        return self.config.exists() or self.checkpoints.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers (used by training)
+
+
+def _json_text(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, indent=2) + "\n"
+
+
+def write_config(run: RunFolder, config: Mapping[str, Any]) -> Path:
+    run.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.config, _json_text(config))
+    return run.config
+
+
+def write_history(run: RunFolder, history: Sequence[Mapping[str, float]]) -> Path:
+    """``history.csv``: one row per epoch with :data:`HISTORY_COLUMNS`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row[k] for k in HISTORY_COLUMNS})
+    atomic_write_text(run.history, buffer.getvalue())
+    return run.history
+
+
+def write_metrics(run: RunFolder, metrics: Mapping[str, Any]) -> Path:
+    atomic_write_text(run.metrics, _json_text(metrics))
+    return run.metrics
+
+
+def write_predictions(run: RunFolder, probs: np.ndarray, labels: np.ndarray) -> Path:
+    """``predictions.npz``: test-set ``probs`` float32 (N, 10) and ``labels`` int64 (N,)."""
+    with atomic_path(run.predictions) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64)
+        )
+    return run.predictions
+
+
+def write_report_text(run: RunFolder, html_text: str) -> Path:
+    try:
+        atomic_write_text(run.report, html_text)
+    except OSError as exc:
+        raise RunFolderError(f"{run.report}: cannot be written ({exc.strerror or exc})") from None
+    return run.report
+
+
+# ---------------------------------------------------------------------------------------------
+# Checked readers (used by evaluation, the API and the CLI)
 
 
 def run_name(run_dir: str | os.PathLike[str]) -> str:
@@ -40,8 +168,11 @@ def check_run_dir(run_dir: str | os.PathLike[str]) -> Path:
         raise RunFolderError(f"{path}: run folder does not exist")
     if not path.is_dir():
         raise RunFolderError(f"{path}: is not a folder (expected a run folder such as runs/NAME)")
-    if not (path / "config.json").exists() and not (path / "metrics.json").exists():
-        raise RunFolderError(f"{path}: not a run folder (it holds no config.json or metrics.json)")
+    run = RunFolder(path)
+    if not run.config.exists() and not run.metrics.exists():
+        raise RunFolderError(
+            f"{path}: not a run folder (it holds no {CONFIG_FILE} or {METRICS_FILE})"
+        )
     return path
 
 
@@ -73,7 +204,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The training config of a run (``config.json``), unknown keys kept as they are."""
-    return _read_json_object(Path(run_dir) / "config.json")
+    return _read_json_object(RunFolder.at(run_dir).config)
 
 
 def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
@@ -81,7 +212,7 @@ def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
 
     Extra columns are kept if they hold numbers, and dropped otherwise.
     """
-    path = Path(run_dir) / "history.csv"
+    path = RunFolder.at(run_dir).history
     lines = _read_text(path).splitlines()
     reader = csv.DictReader(lines)
     header = reader.fieldnames or []
@@ -163,7 +294,7 @@ def _check_split(path: Path, split: str, block: object) -> None:
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The final metrics of a run (``metrics.json``), checked against the run-folder contract."""
-    path = Path(run_dir) / "metrics.json"
+    path = RunFolder.at(run_dir).metrics
     metrics = _read_json_object(path)
     if not isinstance(metrics.get("model"), str):
         raise RunFolderError(f"{path}: 'model' is missing or not a string")
@@ -180,7 +311,7 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_predictions(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(probs, labels)`` from ``predictions.npz``: float32 (N, 10) and int64 (N,)."""
-    path = Path(run_dir) / "predictions.npz"
+    path = RunFolder.at(run_dir).predictions
     if not path.is_file():
         what = "is not a file" if path.exists() else "file not found"
         raise RunFolderError(f"{path}: {what}")
@@ -214,34 +345,3 @@ def read_predictions(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.nd
     if not np.all(np.isfinite(probs)):
         raise RunFolderError(f"{path}: probs holds NaN or infinite values")
     return probs.astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
-
-
-def load_test_images(config: dict[str, Any], labels: np.ndarray, run_dir: Path) -> np.ndarray:
-    """The test images (uint8 (N, 28, 28)) that ``labels`` (from predictions.npz) belong to.
-
-    They come from the dataset named by ``config["data_dir"]`` (None = shipped MNIST).
-    Predictions for the first N test images only (a run evaluated on a subset) are
-    accepted; a test split whose labels differ from ``labels`` is refused, since
-    pictures of other images beside these predictions would be wrong without anyone
-    noticing.
-    """
-    from ..data.sources import load_dataset
-
-    data_dir = config.get("data_dir")
-    if data_dir is not None and not isinstance(data_dir, str):
-        raise RunFolderError(f"{run_dir / 'config.json'}: data_dir must be a path or null")
-    dataset = load_dataset(data_dir)
-    images = dataset.test_images.numpy()
-    expected = dataset.test_labels.numpy()
-    where = run_dir / "predictions.npz"
-    if len(labels) > len(expected):
-        raise RunFolderError(
-            f"{where}: holds {len(labels)} predictions but the test set of "
-            f"{dataset.source} has only {len(expected)} images"
-        )
-    if not np.array_equal(expected[: len(labels)], labels):
-        raise RunFolderError(
-            f"{where}: labels do not match the test labels of {dataset.source} "
-            "(was the run trained on another --data-dir?)"
-        )
-    return images[: len(labels)]
