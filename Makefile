@@ -7,7 +7,7 @@ CLI := $(VENV)/bin/mnist-classifier
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all demo lint format clean
+.PHONY: setup test test-fast demo lint format clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The whole suite, as CI runs it.
 test: setup
 	$(PY) -m pytest -q
+
+# The developer's inner loop: everything but the tests marked slow (browsers, notebooks, real training).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 demo: setup
 	$(CLI) train --recipe seed

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mnist_classifier.inference.predictor import load_predictor
 
-from mnist_classifier.models.registry import count_parameters, create_model, list_models
+from mnist_classifier.inference.predictor import load_predictor
 from mnist_classifier.models.checkpoint import build_checkpoint, save_checkpoint
+from mnist_classifier.models.registry import count_parameters, create_model, list_models
 
 
 def timed(fn: Callable[[], object], seconds: float) -> list[float]:

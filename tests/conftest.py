@@ -23,6 +23,13 @@ from mnist_classifier.data.idx import write_idx
 from mnist_classifier.data.sources import FILE_STEMS
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests are slow tests too, so ``make test-fast`` (-m "not slow") skips them."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def mnist():
     """The full shipped MNIST (loaded once per session)."""

@@ -13,10 +13,10 @@ from mnist_classifier.cli import main
         (["--val-fraction", "0"], "val_fraction must be between 0 and 1"),
         (["--val-fraction", "1.5"], "val_fraction must be between 0 and 1"),
         (["--batch-size", "0"], "batch_size must be positive"),
-        (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
-        (["--schedule", "step"], "unknown schedule 'step'"),
+        (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+        (["--schedule", "step"], "invalid choice: 'step'"),
         (["--epochs", "ten"], "invalid int value: 'ten'"),
-        (["--recipe", "fastest"], "unknown recipe 'fastest'"),
+        (["--recipe", "fastest"], "invalid choice: 'fastest'"),
         (["--device", "tpu"], "device 'tpu' is not one of"),
     ],
 )

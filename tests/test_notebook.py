@@ -72,6 +72,7 @@ def _text_of(cell: nbformat.NotebookNode) -> str:
     return "".join(parts)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_notebook_runs(venv_kernel: str) -> None:
     nb = read_notebook()

@@ -282,6 +282,7 @@ def plain_resize(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L").resize((28, 28), Image.Resampling.BILINEAR), np.uint8)
 
 
+@pytest.mark.slow
 def test_accuracy_on_user_made_digits(predictor: Predictor) -> None:
     """Synthetic photos, drawings and scans of digits (tests/handwriting.py), every variant.
 

@@ -12,6 +12,7 @@ from mnist_classifier.models.registry import list_models
 QUIET = {"log": None, "threads": 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_each_model_learns_a_small_real_subset(name, small_mnist, tmp_path):
     # ~190 steps on 2,400 real images; chance is 10%.

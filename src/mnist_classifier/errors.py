@@ -53,3 +53,11 @@ class TrainingInterrupted(MnistClassifierError):
 
 class RunFolderError(MnistClassifierError):
     """A run folder is missing, or a file in it is missing, corrupt or cannot be written."""
+
+
+class MissingExtraError(MnistClassifierError):
+    """An optional extra (``serve``, ``onnx``) is not installed: exit code 1, in every command."""
+
+    def __init__(self, extra: str, modules: str, purpose: str) -> None:
+        super().__init__(f"{purpose} needs {modules}: pip install 'mnist-classifier[{extra}]'")
+        self.extra = extra

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .options import add_backend, add_device, add_threads
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -20,6 +22,8 @@ EXPLAIN_SIDE = 224  # pixels: height of each panel of an --explain picture
 
 
 def register(subparsers: Any) -> None:
+    from ..inference.onnx import FORMATS as EXPORT_FORMATS  # numpy only, not torch
+
     predict = subparsers.add_parser(
         "predict",
         help="read the digit in image files (photos, scans, drawings)",
@@ -39,12 +43,7 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="save, per image, a PNG of the image next to the 28x28 input the model saw",
     )
-    predict.add_argument(
-        "--backend",
-        choices=("torch", "onnx"),
-        default="torch",
-        help="run with PyTorch (default) or ONNX Runtime",
-    )
+    add_backend(predict)
     predict.add_argument(
         "--min-confidence",
         type=_probability,
@@ -52,7 +51,8 @@ def register(subparsers: Any) -> None:
         metavar="P",
         help="report 'unsure' when the top probability is below P (0 to 1, default 0)",
     )
-    predict.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    add_device(predict)
+    add_threads(predict, default=None, default_text="one per core")
     predict.set_defaults(func=cmd_predict)
 
     export = subparsers.add_parser(
@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
         "The export is compared with PyTorch on MNIST test images before it is kept.",
     )
     export.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
     export.add_argument("--out", metavar="FILE", required=True, help="the file to write")
     export.set_defaults(func=cmd_export)
 
@@ -133,6 +133,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..inference.predictor import Prediction, load_predictor
 
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
+    if predictor.backend == "torch" and args.threads:
+        from ..runtime import set_threads
+
+        set_threads(args.threads)
     entries = collect_images(args.paths)
     readable = [name for name, error in entries if error is None]
     found = iter(predictor.predict(readable, min_confidence=args.min_confidence))

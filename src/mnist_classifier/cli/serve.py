@@ -16,7 +16,9 @@ import socket
 import sys
 from typing import Any
 
-from ..errors import ConfigError, MnistClassifierError
+from ..errors import MissingExtraError, MnistClassifierError
+from ..runtime import SERVE_THREADS
+from .options import add_backend, add_device, add_threads
 
 EXTRA_MODULES = ("fastapi", "uvicorn", "multipart")  # python-multipart imports as "multipart"
 
@@ -38,19 +40,12 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)"
     )
-    serve.add_argument(
-        "--backend",
-        choices=("torch", "onnx"),
-        default="torch",
-        help="run the model with PyTorch (default) or ONNX Runtime",
-    )
-    serve.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
-    serve.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads per request (default 1: requests run in parallel instead, "
-        "one per CPU)",
+    add_backend(serve)
+    add_device(serve)
+    add_threads(
+        serve,
+        default=SERVE_THREADS,
+        default_text=f"{SERVE_THREADS} per request: requests run in parallel instead, one per CPU",
     )
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
@@ -62,9 +57,7 @@ def require_serve_extra() -> None:
     """Fail with one line naming the extra when FastAPI, uvicorn or python-multipart is missing."""
     missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise MnistClassifierError(
-            f"serving needs {', '.join(missing)}: pip install 'mnist-classifier[serve]'"
-        )
+        raise MissingExtraError("serve", ", ".join(missing), "serving")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -108,8 +101,6 @@ def _is_loopback(host: str) -> bool:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     require_serve_extra()
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     from ..inference.predictor import load_predictor
 
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)

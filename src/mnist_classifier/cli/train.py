@@ -6,7 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from ..run_folder import REPORT_FILE
 from .data import add_data_dir
+from .options import add_device, add_threads, add_training_choices, training_default
 
 
 def register(subparsers: Any) -> None:
@@ -16,19 +18,26 @@ def register(subparsers: Any) -> None:
         description="Train a classifier. Defaults are the seed recipe; a --recipe or --config "
         "sets a starting point and flags override it.",
     )
+    from ..training.recipes import RECIPES
+
+    d = training_default
     opt = train.add_argument
-    opt("--recipe", help="named preset (see `mnist-classifier recipes`)")
+    add_training_choices(opt, list(RECIPES))
     opt("--config", metavar="FILE", help="TOML file setting any config key")
-    opt("--model", help="registered model name (see `mnist-classifier models`)")
-    opt("--optimizer", help="adam (default), adamw or sgd")
-    opt("--lr", type=float, help="(peak) learning rate, default 1e-3")
-    opt("--weight-decay", type=float, help="default 1e-4")
-    opt("--batch-size", type=int, help="default 32")
-    opt("--epochs", type=int, help="default 10")
-    opt("--val-fraction", type=float, help="share held out for validation, default 0.2")
-    opt("--schedule", help="learning-rate schedule: none (default), onecycle, cosine")
-    opt("--label-smoothing", type=float, help="default 0")
-    opt("--augment", help="none (default), shift, light, strong")
+    opt(
+        "--model",
+        help=f"registered model name (see `mnist-classifier models`), default {d('model')}",
+    )
+    opt("--lr", type=float, help=f"(peak) learning rate, default {d('lr'):g}")
+    opt("--weight-decay", type=float, help=f"default {d('weight_decay'):g}")
+    opt("--batch-size", type=int, help=f"default {d('batch_size')}")
+    opt("--epochs", type=int, help=f"default {d('epochs')}")
+    opt(
+        "--val-fraction",
+        type=float,
+        help=f"share held out for validation, default {d('val_fraction'):g}",
+    )
+    opt("--label-smoothing", type=float, help=f"default {d('label_smoothing'):g}")
     opt("--ema", type=float, help="decay of a weight average used for evaluation, 0 = off")
     opt(
         "--tta",
@@ -37,13 +46,15 @@ def register(subparsers: Any) -> None:
         help="test-time augmentation at evaluation (--no-tta turns a recipe's off)",
     )
     opt("--patience", type=int, help="early stopping after N epochs without a better val loss")
-    opt("--seed", type=int, help="default 0")
-    opt("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, mps")
-    opt("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    opt("--seed", type=int, help=f"default {d('seed')}")
+    add_device(train, default=None)
+    add_threads(
+        train, default=None, default_text="1 for fully connected models on a CPU, else one per core"
+    )
     opt("--limit-train", type=int, help="train on the first N training images only")
     opt("--out", metavar="DIR", help="run folder (default runs/<recipe-or-model>-<time>)")
     opt("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
-    opt("--no-report", action="store_true", help="skip plots and report.html at the end")
+    opt("--no-report", action="store_true", help=f"skip the plots and {REPORT_FILE} at the end")
     add_data_dir(train)
     train.set_defaults(func=cmd_train)
 
@@ -52,7 +63,8 @@ def register(subparsers: Any) -> None:
     )
     evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     add_data_dir(evaluate)
-    evaluate.add_argument("--device", default="auto")
+    add_device(evaluate)
+    add_threads(evaluate, default=None, default_text="one per core")
     evaluate.add_argument("--json", action="store_true", help="write the metrics as JSON to stdout")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -94,8 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.metrics import format_split_report
-    from ..training.api import evaluate
+    from ..evaluation.scoring import evaluate
+    from ..runtime import set_threads
 
+    set_threads(args.threads)
     result = evaluate(args.checkpoint, data_dir=args.data_dir, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2))

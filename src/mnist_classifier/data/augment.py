@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..config import AUGMENTS
 from ..errors import ConfigError, DataError
 
 Augmenter = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
@@ -96,7 +97,7 @@ STRONG = AugmentConfig(
     rotate=12, scale=0.12, shear=0.15, translate=2.5, elastic_alpha=0.8, elastic_sigma=4
 )
 PRESETS: dict[str, AugmentConfig] = {"none": NONE, "light": LIGHT, "strong": STRONG}
-AUGMENT_NAMES = ("none", "shift", "light", "strong")
+AUGMENT_NAMES = AUGMENTS  # the presets named in config.py, where TrainConfig checks them
 
 
 def _check_batch(x: torch.Tensor) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, ExportError
+from ..errors import CheckpointError, ExportError, MissingExtraError
 
 __all__ = [
     "FORMATS",
@@ -88,9 +88,7 @@ def export_onnx(
         import onnx
         import onnxruntime as ort
     except ImportError:
-        raise ExportError(
-            "ONNX export needs onnx and onnxruntime: pip install 'mnist-classifier[onnx]'"
-        ) from None
+        raise MissingExtraError("onnx", "onnx and onnxruntime", "ONNX export") from None
     from ..fileio import atomic_path
     from ..models.deployed import INPUT_NAME, OUTPUT_NAME
 

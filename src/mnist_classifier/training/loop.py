@@ -35,7 +35,7 @@ from ..models.channels_last import as_model_input, is_channels_last, prepare_for
 from ..models.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from ..models.registry import count_parameters, create_model, uses_convolutions
 from ..run_folder import RunFolder, write_config, write_history, write_metrics, write_predictions
-from ..runtime import resolve_device, set_threads
+from ..runtime import resolve_device, set_threads, training_threads
 from .optim import WeightAverage, build_optimizer, build_scheduler
 from .progress import EpochProgress
 from .state import Progress, Stateful, restore_state, save_state
@@ -84,11 +84,7 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = prepare_for_cpu(create_model(cfg.model, **cfg.model_kwargs).to(self.device))
-        self.threads = cfg.threads
-        if not cfg.threads and self.device.type == "cpu" and not uses_convolutions(self.model):
-            # Fully connected nets at these sizes run fastest on one thread: with sleeping
-            # OpenMP waiters (see cli/__init__.py) a second thread made the seed recipe 3x slower.
-            self.threads = 1
+        self.threads = training_threads(cfg.threads, self.device, uses_convolutions(self.model))
         self.channels_last = is_channels_last(self.model)
         self.optimizer = build_optimizer(cfg, self.model)
         n_train = len(self.train_split)
