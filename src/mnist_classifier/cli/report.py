@@ -5,21 +5,23 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..run_folder import PLOTS_DIR, REPORT_FILE
+
 
 def register(subparsers: Any) -> None:
     plots = subparsers.add_parser(
         "plots",
-        help="draw a run's plots into RUN/plots/",
+        help=f"draw a run's plots into RUN/{PLOTS_DIR}/",
         description="Draw learning curves, confusion matrix, per-class scores, predictions "
-        "and confident mistakes of a run into RUN/plots/.",
+        f"and confident mistakes of a run into RUN/{PLOTS_DIR}/.",
     )
     plots.add_argument("run", metavar="RUN", help="run folder (runs/NAME)")
     plots.set_defaults(func=cmd_plots)
 
     report = subparsers.add_parser(
         "report",
-        help="write RUN/report.html, one self-contained page",
-        description="Write RUN/report.html: config, metrics, per-class table and every plot "
+        help=f"write RUN/{REPORT_FILE}, one self-contained page",
+        description=f"Write RUN/{REPORT_FILE}: config, metrics, per-class table and every plot "
         "in one page that needs no network. Missing plots are drawn first.",
     )
     report.add_argument("run", metavar="RUN", help="run folder (runs/NAME)")
