@@ -15,16 +15,8 @@ from PIL import Image, ImageDraw
 
 from handwriting import VARIANTS, make_user_image
 from mnist_classifier.errors import ImageError
-from mnist_classifier.inference.preprocess import (
-    DIGIT_BOX,
-    MAX_PIXELS,
-    MAX_SIDE,
-    MNIST_SIDE,
-    PreprocessResult,
-    load_image,
-    preprocess,
-    to_mnist,
-)
+from mnist_classifier.inference.image_io import MAX_PIXELS, MAX_SIDE, MNIST_SIDE, load_image
+from mnist_classifier.inference.preprocess import DIGIT_BOX, PreprocessResult, preprocess, to_mnist
 
 
 def centre_of_mass(a: np.ndarray) -> tuple[float, float]:

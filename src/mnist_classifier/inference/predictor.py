@@ -31,12 +31,12 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CheckpointError, ConfigError, ImageError, MnistClassifierError
-from .preprocess import load_image, to_mnist
+from .image_io import MNIST_SIDE, load_image
+from .preprocess import to_mnist
 
 __all__ = ["BACKENDS", "Prediction", "Predictor", "load_predictor"]
 
 BACKENDS = ("torch", "onnx")
-MNIST_SIDE = 28
 # A 28x28 greyscale image is taken as already MNIST-style (used as it is, not
 # preprocessed) when it is light ink on a dark field: its outer ring of pixels is
 # dark on average and some pixel is bright. Every MNIST image passes (the darkest
@@ -232,9 +232,9 @@ class TorchPredictor(Predictor):
     def __init__(self, ckpt: dict[str, Any], device: str = "auto") -> None:
         import torch
 
-        from ..runtime import resolve_device
         from ..models.deployed import deployed_from_checkpoint
         from ..models.registry import count_parameters
+        from ..runtime import resolve_device
 
         self._torch = torch
         self._device = resolve_device(device)
@@ -363,8 +363,9 @@ def _is_tensor(x: object) -> bool:
 def _is_mnist_batch(a: Any) -> bool:
     """(N, 28, 28) or (N, 1, 28, 28): a batch of 28x28 images (N=28 included)."""
     shape = tuple(a.shape)
-    return (len(shape) == 3 and shape[1:] == (28, 28)) or (
-        len(shape) == 4 and shape[1:] == (1, 28, 28)
+    field = (MNIST_SIDE, MNIST_SIDE)
+    return (len(shape) == 3 and shape[1:] == field) or (
+        len(shape) == 4 and shape[1:] == (1, *field)
     )
 
 
@@ -374,9 +375,15 @@ def _expand(images: Any) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
     for source in sources:
         if isinstance(source, np.ndarray) and _is_mnist_batch(source):
-            items.extend((f"<array {len(items)}>", image) for image in source.reshape(-1, 28, 28))
+            items.extend(
+                (f"<array {len(items)}>", image)
+                for image in source.reshape(-1, MNIST_SIDE, MNIST_SIDE)
+            )
         elif _is_tensor(source) and _is_mnist_batch(source):
-            items.extend((f"<tensor {len(items)}>", image) for image in source.reshape(-1, 28, 28))
+            items.extend(
+                (f"<tensor {len(items)}>", image)
+                for image in source.reshape(-1, MNIST_SIDE, MNIST_SIDE)
+            )
         else:
             items.append((_name(source, len(items)), source))
     return items

@@ -56,8 +56,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import ImageError
+from ..inference.image_io import MNIST_SIDE, load_image
 from ..inference.predictor import mnist_style_pixels
-from ..inference.preprocess import load_image, to_mnist
+from ..inference.preprocess import to_mnist
 
 __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "STATIC_DIR", "PredictorLike", "create_app"]
 
@@ -66,7 +67,6 @@ MAX_BODY_BYTES = (
 )  # a request body over this is refused (413): photos fit, floods do not
 MAX_BATCH = 64  # images in one /api/predict/batch request
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-SIDE = 28
 
 # The page and its assets come only from this server: no CDN, no inline script.
 PAGE_HEADERS = {
@@ -101,12 +101,12 @@ class PredictorLike(Protocol):
 # Request and response models (they are also the OpenAPI documentation)
 
 PixelValue = Annotated[float, Field(ge=0, le=255, strict=True)]
-PixelRow = Annotated[list[PixelValue], Field(min_length=SIDE, max_length=SIDE)]
+PixelRow = Annotated[list[PixelValue], Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE)]
 Pixels = Annotated[
     list[PixelRow],
     Field(
-        min_length=SIDE,
-        max_length=SIDE,
+        min_length=MNIST_SIDE,
+        max_length=MNIST_SIDE,
         description="28 rows of 28 numbers from 0 to 255: white ink (255) on black (0), "
         "the digit already fitted and centred as in MNIST. Used as it is (fractions are "
         "rounded).",
