@@ -28,6 +28,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from mnist_classifier.cli import main
+from mnist_classifier.errors import IMAGE_ERROR_REASONS, ImageError
 from mnist_classifier.serving.app import MAX_BATCH, MAX_BODY_BYTES, STATIC_DIR, create_app
 from serving_helpers import mnist_png, running_server
 
@@ -349,6 +350,34 @@ def test_image_with_no_digit(client, value):
 def test_blank_pixels(client):
     response = client.post("/api/predict", json={"pixels": [[0] * 28] * 28})
     assert_error(response, 422, "no digit found")
+
+
+# The status of each kind of refused image (ImageError.reason): the API's contract.
+STATUS_BY_REASON = {
+    "unreadable": 400,
+    "unsupported_format": 415,
+    "too_large": 413,
+    "bad_input": 422,
+    "no_digit": 422,
+    "unexpected": 500,
+}
+
+
+def test_every_reason_has_a_status():
+    assert set(STATUS_BY_REASON) == set(IMAGE_ERROR_REASONS)
+
+
+@pytest.mark.parametrize("reason", IMAGE_ERROR_REASONS)
+def test_the_status_follows_the_reason_not_the_wording(client, digits, monkeypatch, reason):
+    from mnist_classifier.inference import image_io
+
+    def refuse(fp: Any, label: str) -> None:
+        raise ImageError(f"{label}: not an image, too many pixels, no digit found", reason=reason)
+
+    monkeypatch.setattr(image_io, "_decode", refuse)
+    png = mnist_png(digits[0][0])
+    response = client.post("/api/predict", files={"file": ("d.png", png, "image/png")})
+    assert_error(response, STATUS_BY_REASON[reason], "d.png: not an image")
 
 
 def test_invalid_json(client):

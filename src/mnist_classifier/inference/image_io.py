@@ -63,13 +63,15 @@ def load_image(source: ImageSource, *, name: str | None = None) -> Image.Image:
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         if not data:
-            raise ImageError(f"{label}: empty file")
+            raise ImageError(f"{label}: empty file", reason="unreadable")
         return _decode(io.BytesIO(data), label)
     if hasattr(source, "read"):
         return _load_file_object(source, label)
     if isinstance(source, np.ndarray) or hasattr(source, "__array__"):
         return _normalise(_from_array(np.asarray(source), label), label)
-    raise ImageError(f"{label}: cannot read an image from a {type(source).__name__}")
+    raise ImageError(
+        f"{label}: cannot read an image from a {type(source).__name__}", reason="bad_input"
+    )
 
 
 def default_name(source: object) -> str:
@@ -89,18 +91,22 @@ def default_name(source: object) -> str:
 def _load_path(path: Path, label: str) -> Image.Image:
     try:
         if path.is_dir():
-            raise ImageError(f"{label}: is a directory, not an image")
+            raise ImageError(f"{label}: is a directory, not an image", reason="unreadable")
         size = path.stat().st_size
     except FileNotFoundError:
-        raise ImageError(f"{label}: no such file") from None
+        raise ImageError(f"{label}: no such file", reason="unreadable") from None
     except OSError as exc:
-        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+        raise ImageError(
+            f"{label}: cannot read ({exc.strerror or exc})", reason="unreadable"
+        ) from None
     if size == 0:
-        raise ImageError(f"{label}: empty file")
+        raise ImageError(f"{label}: empty file", reason="unreadable")
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below, after decoding
     except OSError as exc:
-        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+        raise ImageError(
+            f"{label}: cannot read ({exc.strerror or exc})", reason="unreadable"
+        ) from None
     with fh:
         return _decode(fh, label)
 
@@ -112,13 +118,13 @@ def _load_file_object(fh: Any, label: str) -> Image.Image:
         end = fh.seek(0, io.SEEK_END)
         fh.seek(start)
         if end <= start:
-            raise ImageError(f"{label}: empty file")
+            raise ImageError(f"{label}: empty file", reason="unreadable")
         return _decode(fh, label)
     data = fh.read()
     if not isinstance(data, bytes):
-        raise ImageError(f"{label}: file object must be opened in binary mode")
+        raise ImageError(f"{label}: file object must be opened in binary mode", reason="bad_input")
     if not data:
-        raise ImageError(f"{label}: empty file")
+        raise ImageError(f"{label}: empty file", reason="unreadable")
     return _decode(io.BytesIO(data), label)
 
 
@@ -127,14 +133,21 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _corrupt(label: str, exc: BaseException) -> ImageError:
+    return ImageError(
+        f"{label}: truncated or corrupt image ({_one_line(exc)})", reason="unreadable"
+    )
+
+
 def _check_pixels(size: tuple[int, int], label: str) -> None:
     width, height = size
     if width <= 0 or height <= 0:
-        raise ImageError(f"{label}: image has no pixels ({width}x{height})")
+        raise ImageError(f"{label}: image has no pixels ({width}x{height})", reason="unreadable")
     if width * height > MAX_PIXELS:
         raise ImageError(
             f"{label}: too many pixels ({width}x{height} = {width * height / 1e6:.1f} megapixels;"
-            f" the limit is {MAX_PIXELS / 1e6:g})"
+            f" the limit is {MAX_PIXELS / 1e6:g})",
+            reason="too_large",
         )
 
 
@@ -146,11 +159,15 @@ def _decode(fp: IO[bytes], label: str) -> Image.Image:
         im = Image.open(fp)
     except Image.DecompressionBombError:
         limit = f"over {MAX_PIXELS / 1e6:g} megapixels"
-        raise ImageError(f"{label}: too many pixels ({limit})") from None
+        raise ImageError(f"{label}: too many pixels ({limit})", reason="too_large") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image (unrecognised format)") from None
+        raise ImageError(
+            f"{label}: not an image (unrecognised format)", reason="unsupported_format"
+        ) from None
     except Exception as exc:  # corrupt headers make plugins raise many kinds of errors
-        raise ImageError(f"{label}: corrupt image header ({_one_line(exc)})") from None
+        raise ImageError(
+            f"{label}: corrupt image header ({_one_line(exc)})", reason="unreadable"
+        ) from None
     with im:
         _check_pixels(im.size, label)
         if im.format == "JPEG" and max(im.size) > MAX_SIDE:
@@ -160,7 +177,7 @@ def _decode(fp: IO[bytes], label: str) -> Image.Image:
         try:
             im.load()
         except Exception as exc:  # truncated or corrupt pixel data
-            raise ImageError(f"{label}: truncated or corrupt image ({_one_line(exc)})") from None
+            raise _corrupt(label, exc) from None
         return _normalise(im, label)
 
 
@@ -178,7 +195,7 @@ def _normalise(im: Image.Image, label: str) -> Image.Image:
     except ImageError:
         raise
     except Exception as exc:
-        raise ImageError(f"{label}: truncated or corrupt image ({_one_line(exc)})") from None
+        raise _corrupt(label, exc) from None
     if max(eight.size) > MAX_SIDE:  # area averaging: anti-aliased, and fast on 12 Mpx photos
         eight.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
     return _flatten_alpha(eight)
@@ -202,7 +219,9 @@ def _to_8bit(im: Image.Image, label: str) -> Image.Image:
     try:
         return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
     except Exception as exc:
-        raise ImageError(f"{label}: unsupported image mode {mode} ({_one_line(exc)})") from None
+        raise ImageError(
+            f"{label}: unsupported image mode {mode} ({_one_line(exc)})", reason="unreadable"
+        ) from None
 
 
 def _scale_deep(values: np.ndarray, mode: str) -> np.ndarray:
@@ -237,7 +256,8 @@ def _from_array(a: np.ndarray, label: str) -> Image.Image:
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
         raise ImageError(
             f"{label}: an array of shape {a.shape} is not an image;"
-            " expected (H, W), (H, W, 3) or (H, W, 4)"
+            " expected (H, W), (H, W, 3) or (H, W, 4)",
+            reason="bad_input",
         )
     _check_pixels((a.shape[1], a.shape[0]), label)
     if a.dtype == np.bool_:
@@ -248,11 +268,12 @@ def _from_array(a: np.ndarray, label: str) -> Image.Image:
         out = np.round(a / 257.0).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
-            raise ImageError(f"{label}: the array holds NaN or infinite values")
+            raise ImageError(f"{label}: the array holds NaN or infinite values", reason="bad_input")
         lo, hi = float(a.min()), float(a.max())
         if lo < 0.0 or hi > 1.0:
             raise ImageError(
-                f"{label}: float pixel values must lie in [0, 1] (found {lo:g} to {hi:g})"
+                f"{label}: float pixel values must lie in [0, 1] (found {lo:g} to {hi:g})",
+                reason="bad_input",
             )
         out = np.round(a * 255.0).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.integer):
@@ -260,11 +281,12 @@ def _from_array(a: np.ndarray, label: str) -> Image.Image:
         if lo < 0 or hi > 255:
             raise ImageError(
                 f"{label}: integer pixel values must lie in 0..255 (found {lo} to {hi});"
-                " pass 16-bit data as uint16"
+                " pass 16-bit data as uint16",
+                reason="bad_input",
             )
         out = a.astype(np.uint8)
     else:
-        raise ImageError(f"{label}: unsupported array dtype {a.dtype}")
+        raise ImageError(f"{label}: unsupported array dtype {a.dtype}", reason="bad_input")
     return Image.fromarray(np.ascontiguousarray(out))
 
 

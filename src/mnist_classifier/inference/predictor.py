@@ -129,7 +129,8 @@ class Predictor:
             a = a[None]
         if a.dtype != np.uint8 or a.ndim != 3 or a.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
             raise ImageError(
-                f"predict_mnist expects uint8 images of shape (N, 28, 28); got {a.dtype} {a.shape}"
+                f"predict_mnist expects uint8 images of shape (N, 28, 28); got {a.dtype} {a.shape}",
+                reason="bad_input",
             )
         _check_batch_size(batch_size)
         out = np.empty((a.shape[0], 10), dtype=np.float32)
@@ -421,7 +422,9 @@ def _prepare(source: Any, name: str) -> np.ndarray:
         return to_mnist(source, name=name)
     readable = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
     if not isinstance(source, readable) and not hasattr(source, "read"):
-        raise ImageError(f"{name}: cannot read an image from a {type(source).__name__}")
+        raise ImageError(
+            f"{name}: cannot read an image from a {type(source).__name__}", reason="bad_input"
+        )
     image = load_image(source, name=name)
     as_is = mnist_style_pixels(image)
     return as_is if as_is is not None else to_mnist(image, name=name)
@@ -450,12 +453,15 @@ def _tensor_to_array(tensor: Any, name: str) -> np.ndarray:
         a = a[..., 0]
     if np.issubdtype(a.dtype, np.floating):
         if a.size == 0 or not np.isfinite(a).all():
-            raise ImageError(f"{name}: the tensor holds no pixels, or NaN or infinite values")
+            raise ImageError(
+                f"{name}: the tensor holds no pixels, or NaN or infinite values", reason="bad_input"
+            )
         lo, hi = float(a.min()), float(a.max())
         if lo < 0.0 or hi > 1.0:
             raise ImageError(
                 f"{name}: float tensor values must lie in [0, 1] (found {lo:g} to {hi:g}); "
-                "pass pixels, not normalised values"
+                "pass pixels, not normalised values",
+                reason="bad_input",
             )
         return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
     return a

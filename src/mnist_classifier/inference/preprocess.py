@@ -152,7 +152,7 @@ def preprocess(image: ImageSource, *, name: str | None = None) -> PreprocessResu
     rows = np.flatnonzero((grey_digit >= 0.1).any(axis=1))
     cols = np.flatnonzero((grey_digit >= 0.1).any(axis=0))
     if rows.size == 0:
-        raise ImageError(f"{label}: no digit found")
+        raise _no_digit(label)
     top, bottom = y0 + int(rows[0]), y0 + int(rows[-1]) + 1
     left, right = x0 + int(cols[0]), x0 + int(cols[-1]) + 1
     crop = grey_digit[top - y0 : bottom - y0, left - x0 : right - x0]
@@ -174,6 +174,10 @@ def preprocess(image: ImageSource, *, name: str | None = None) -> PreprocessResu
         inverted=inverted,
         name=label,
     )
+
+
+def _no_digit(label: str) -> ImageError:
+    return ImageError(f"{label}: no digit found", reason="no_digit")
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -307,7 +311,7 @@ def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
     smooth = box_blur(ink, 1)
     floor = _noise_floor(smooth)
     if not (smooth > floor).any():
-        raise ImageError(f"{label}: no digit found")
+        raise _no_digit(label)
     threshold = np.maximum(floor, otsu(smooth))
     mask = smooth > threshold
 
@@ -317,16 +321,16 @@ def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
     runs = label_runs(small)
     chosen = choose_components(runs, small.shape)
     if chosen is None:
-        raise ImageError(f"{label}: no digit found")
+        raise _no_digit(label)
     keep_small = paint(runs, chosen, small.shape)
     keep = enlarge(keep_small, block, mask.shape) & mask
     ys = np.flatnonzero(keep.any(axis=1))
     xs = np.flatnonzero(keep.any(axis=0))
     if ys.size == 0:
-        raise ImageError(f"{label}: no digit found")
+        raise _no_digit(label)
     side = max(int(ys[-1] - ys[0]) + 1, int(xs[-1] - xs[0]) + 1)
     if side < max(_MIN_DIGIT_PIXELS, _MIN_DIGIT_FRACTION * max(height, width)):
-        raise ImageError(f"{label}: no digit found")
+        raise _no_digit(label)
 
     # Hysteresis: fainter ink (down to a fraction of the threshold, never into the noise)
     # joins when it is connected to the chosen strokes: light pencil, a faint end of a

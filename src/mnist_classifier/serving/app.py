@@ -55,7 +55,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import ImageError
+from ..errors import ImageError, ImageErrorReason
 from ..inference.image_io import MNIST_SIDE, load_image
 from ..inference.predictor import mnist_style_pixels
 from ..inference.preprocess import to_mnist
@@ -263,13 +263,16 @@ def _validation_message(exc: ValidationError | RequestValidationError, *, root: 
     return f"{where or 'body'}: {message}{more}"
 
 
-def _load_status(message: str) -> int:
-    """The HTTP status for an ImageError raised while reading an upload."""
-    if "too many pixels" in message:
-        return 413
-    if "not an image" in message:
-        return 415
-    return 400  # empty, truncated or corrupt
+# The HTTP status for each kind of image refused (ImageError.reason). Only an unexpected
+# failure (a bug) is a 5xx; in a batch it is that image's error, like any other.
+IMAGE_ERROR_STATUS: dict[ImageErrorReason, int] = {
+    "unreadable": 400,  # empty, truncated or corrupt
+    "unsupported_format": 415,  # not an image
+    "too_large": 413,  # over the pixel cap
+    "bad_input": 422,
+    "no_digit": 422,
+    "unexpected": 500,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,15 +482,13 @@ def _prepare(source: Source) -> Outcome:
         return Outcome(source.name, image=source.data)
     try:
         image = load_image(source.data, name=source.name)
+        as_is = mnist_style_pixels(
+            image
+        )  # as `predict` does: an MNIST-style 28x28 is used as it is
+        pixels = as_is if as_is is not None else to_mnist(image, name=source.name)
     except ImageError as exc:
-        return Outcome(source.name, status=_load_status(str(exc)), error=str(exc))
-    as_is = mnist_style_pixels(image)  # as `predict` does: an MNIST-style 28x28 is used as it is
-    if as_is is not None:
-        return Outcome(source.name, image=as_is)
-    try:
-        return Outcome(source.name, image=to_mnist(image, name=source.name))
-    except ImageError as exc:  # no digit found
-        return Outcome(source.name, status=422, error=str(exc))
+        return Outcome(source.name, status=IMAGE_ERROR_STATUS[exc.reason], error=str(exc))
+    return Outcome(source.name, image=pixels)
 
 
 def png_data_url(image: np.ndarray) -> str:
