@@ -128,15 +128,14 @@ def _load_file_object(fh: Any, label: str) -> Image.Image:
     return _decode(io.BytesIO(data), label)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
 
 
 def _corrupt(label: str, exc: BaseException) -> ImageError:
-    return ImageError(
-        f"{label}: truncated or corrupt image ({_one_line(exc)})", reason="unreadable"
-    )
+    return ImageError(f"{label}: truncated or corrupt image ({one_line(exc)})", reason="unreadable")
 
 
 def _check_pixels(size: tuple[int, int], label: str) -> None:
@@ -166,7 +165,7 @@ def _decode(fp: IO[bytes], label: str) -> Image.Image:
         ) from None
     except Exception as exc:  # corrupt headers make plugins raise many kinds of errors
         raise ImageError(
-            f"{label}: corrupt image header ({_one_line(exc)})", reason="unreadable"
+            f"{label}: corrupt image header ({one_line(exc)})", reason="unreadable"
         ) from None
     with im:
         _check_pixels(im.size, label)
@@ -220,7 +219,7 @@ def _to_8bit(im: Image.Image, label: str) -> Image.Image:
         return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
     except Exception as exc:
         raise ImageError(
-            f"{label}: unsupported image mode {mode} ({_one_line(exc)})", reason="unreadable"
+            f"{label}: unsupported image mode {mode} ({one_line(exc)})", reason="unreadable"
         ) from None
 
 
@@ -267,15 +266,7 @@ def _from_array(a: np.ndarray, label: str) -> Image.Image:
     elif a.dtype == np.uint16:
         out = np.round(a / 257.0).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise ImageError(f"{label}: the array holds NaN or infinite values", reason="bad_input")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ImageError(
-                f"{label}: float pixel values must lie in [0, 1] (found {lo:g} to {hi:g})",
-                reason="bad_input",
-            )
-        out = np.round(a * 255.0).astype(np.uint8)
+        out = unit_floats_to_uint8(a, label, "array")
     elif np.issubdtype(a.dtype, np.integer):
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > 255:
@@ -288,6 +279,23 @@ def _from_array(a: np.ndarray, label: str) -> Image.Image:
     else:
         raise ImageError(f"{label}: unsupported array dtype {a.dtype}", reason="bad_input")
     return Image.fromarray(np.ascontiguousarray(out))
+
+
+def unit_floats_to_uint8(a: np.ndarray, label: str, what: str) -> np.ndarray:
+    """Float pixels in [0, 1] as uint8 0..255; NaN, infinities and other ranges are refused.
+
+    ``what`` names the container in messages ("array", "tensor").
+    """
+    if not np.isfinite(a).all():
+        raise ImageError(f"{label}: the {what} holds NaN or infinite values", reason="bad_input")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ImageError(
+            f"{label}: float {what} values must lie in [0, 1] (found {lo:g} to {hi:g}); "
+            "pass pixels, not normalised values",
+            reason="bad_input",
+        )
+    return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
 
 
 def _flatten_alpha(im: Image.Image) -> Image.Image:

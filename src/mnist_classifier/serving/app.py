@@ -15,18 +15,23 @@ What ``/api/predict`` accepts, by Content-Type:
 - ``application/json`` ``{"pixels": [[28 rows of 28 numbers 0-255]]}`` (batch:
   ``{"images": [pixels, ...]}``): MNIST-style white ink on black, used as it is.
 
-An image (upload or raw body) goes through :mod:`mnist_classifier.inference.preprocess`:
-the digit is found, fitted into 20x20 and centred by its centre of mass in 28x28, as
-MNIST's digits were. The drawing page therefore sends its canvas as a PNG: a digit
-drawn small or off to one side reaches the model the way MNIST digits look, which a
-canvas squashed to 28x28 on the client would not.
+An image (upload or raw body) is prepared by the rule ``Predictor.predict`` follows
+(:func:`mnist_classifier.inference.prepare.prepare_image`): an MNIST-style 28x28 is used
+as it is; otherwise the digit is found, fitted into 20x20 and centred by its centre of
+mass in 28x28, as MNIST's digits were. The drawing page therefore sends its canvas as
+a PNG: a digit drawn small or off to one side reaches the model the way MNIST digits
+look, which a canvas squashed to 28x28 on the client would not.
 
 Every bad request gets a 4xx answer ``{"error": "one line"}``, never a 500:
 400 malformed body (invalid JSON or multipart, empty or truncated file),
 413 body over ``MAX_BODY_BYTES`` (checked from Content-Length and while reading) or
 an image over the pixel cap, 415 a Content-Type not listed above or a file that is
 not an image, 422 a well-formed body with the wrong content (pixels not 28x28 or not
-numbers in 0-255, a missing field, too many images, no digit found).
+numbers in 0-255, a missing field, too many images, no digit found). The status of a
+refused image comes from its ``ImageError.reason`` (``IMAGE_ERROR_STATUS``); the one 5xx
+is an image whose preparation failed in a way the library did not foresee (a bug, logged
+with its traceback). In a batch, a refused image is that item's ``error``, whatever the
+reason, and the others are still classified.
 
 Preprocessing and inference run in worker threads (at most ``max_workers`` at a
 time), so the event loop keeps answering while a batch is being classified.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -56,11 +62,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import ImageError, ImageErrorReason
-from ..inference.image_io import MNIST_SIDE, load_image
-from ..inference.predictor import mnist_style_pixels
-from ..inference.preprocess import to_mnist
+from ..inference.image_io import MNIST_SIDE
+from ..inference.prepare import prepare_image
 
 __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "STATIC_DIR", "PredictorLike", "create_app"]
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = (
     8 * 1024 * 1024
@@ -186,6 +193,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": f"body over {MAX_BODY_BYTES} bytes, or an image with too many pixels"},
     415: {"model": ErrorOut, "description": "Content-Type not accepted, or the file is not an image"},
     422: {"model": ErrorOut, "description": "wrong content: pixels not 28x28 numbers in 0-255, a missing field, too many images, no digit found"},
+    500: {"model": ErrorOut, "description": "an image's preparation failed in a way the library did not foresee (a bug)"},
 }  # fmt: skip
 
 _IMAGE_BODY = {"type": "string", "format": "binary"}
@@ -471,24 +479,16 @@ def classify(predictor: PredictorLike, sources: list[Source]) -> list[Outcome]:
 
 
 def _prepare(source: Source) -> Outcome:
-    if isinstance(source.data, np.ndarray):
-        low, high = int(source.data.min()), int(source.data.max())
-        if low == high:  # the model would still name a digit; there is none to name
-            return Outcome(
-                source.name,
-                status=422,
-                error=f"{source.name}: no digit found (every pixel is {low})",
-            )
-        return Outcome(source.name, image=source.data)
+    """The 28x28 for one source, by the rule `Predictor.predict` follows (JSON pixels as given)."""
     try:
-        image = load_image(source.data, name=source.name)
-        as_is = mnist_style_pixels(
-            image
-        )  # as `predict` does: an MNIST-style 28x28 is used as it is
-        pixels = as_is if as_is is not None else to_mnist(image, name=source.name)
+        prepared = prepare_image(
+            source.data, name=source.name, as_is=isinstance(source.data, np.ndarray)
+        )
     except ImageError as exc:
+        if exc.reason == "unexpected":  # a bug: keep its traceback in the server's log
+            logger.error("%s", exc, exc_info=exc)
         return Outcome(source.name, status=IMAGE_ERROR_STATUS[exc.reason], error=str(exc))
-    return Outcome(source.name, image=pixels)
+    return Outcome(source.name, image=prepared.pixels)
 
 
 def png_data_url(image: np.ndarray) -> str:
