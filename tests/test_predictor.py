@@ -231,6 +231,42 @@ def test_bad_inputs_give_errors_and_the_others_still_go_through(
         assert p.digit == int(expected[i].argmax())
 
 
+@pytest.mark.parametrize("error", [ValueError("bad huffman table"), OSError("broken data")])
+def test_an_unforeseen_decoder_error_fails_only_its_input(
+    predictor: Predictor, reference, tmp_path: Path, monkeypatch, error: Exception
+) -> None:
+    from mnist_classifier.inference import image_io
+
+    images, expected = reference
+    paths = [save_png(tmp_path / f"{name}.png", images[i]) for i, name in enumerate("abc")]
+    decode = image_io._decode
+
+    def flaky(fp, label: str):
+        if label.endswith("b.png"):
+            raise error
+        return decode(fp, label)
+
+    monkeypatch.setattr(image_io, "_decode", flaky)
+    a, b, c = predictor.predict(paths)
+    assert b.error == f"{paths[1]}: cannot be processed ({type(error).__name__}: {error})"
+    assert b.digit is None and b.image is None
+    assert (a.error, c.error) == (None, None)
+    assert [a.digit, c.digit] == [int(expected[0].argmax()), int(expected[2].argmax())]
+
+
+def test_a_preprocessed_input_keeps_where_its_digit_was_found(
+    predictor: Predictor, reference
+) -> None:
+    from mnist_classifier.inference.preprocess import preprocess
+
+    page = np.full((240, 320), 230, np.uint8)
+    page[60:180, 150:170] = 20  # a dark '1' on light paper
+    (p,) = predictor.predict(page)
+    assert p.box == preprocess(page).box
+    (q,) = predictor.predict(reference[0][0])
+    assert q.box is None  # an MNIST-style 28x28 is used as it is: nothing was cut out
+
+
 def test_min_confidence_makes_unsure(predictor: Predictor, reference) -> None:
     images, _ = reference
     plain = predictor.predict(images[:40])

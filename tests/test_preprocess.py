@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import struct
 import subprocess
 import sys
@@ -14,17 +15,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from handwriting import VARIANTS, make_user_image
-from mnist_classifier.errors import ImageError
-from mnist_classifier.inference.preprocess import (
-    DIGIT_BOX,
-    MAX_PIXELS,
-    MAX_SIDE,
-    MNIST_SIDE,
-    PreprocessResult,
-    load_image,
-    preprocess,
-    to_mnist,
-)
+from mnist_classifier.errors import IMAGE_ERROR_REASONS, ImageError
+from mnist_classifier.inference.image_io import MAX_PIXELS, MAX_SIDE, MNIST_SIDE, load_image
+from mnist_classifier.inference.preprocess import DIGIT_BOX, PreprocessResult, preprocess, to_mnist
 
 
 def centre_of_mass(a: np.ndarray) -> tuple[float, float]:
@@ -361,6 +354,38 @@ def test_bad_arrays_are_refused() -> None:
         load_image(np.zeros((10, 10, 5), dtype=np.uint8))
     with pytest.raises(ImageError, match="NaN"):
         load_image(np.full((10, 10), np.nan))
+
+
+def test_every_refusal_names_its_reason(tmp_path: Path) -> None:
+    """Callers act on ``ImageError.reason`` (the server's status codes), never on the wording."""
+    data = png_bytes(seven_on_paper())
+    cases: list[tuple[object, str]] = [
+        (b"", "unreadable"),
+        (tmp_path / "missing.png", "unreadable"),
+        (tmp_path, "unreadable"),
+        (data[: len(data) // 2], "unreadable"),
+        (b"7, written as text\n", "unsupported_format"),
+        (png_header_only(8000, 6000), "too_large"),
+        (png_header_only(20000, 20000), "too_large"),
+        (np.broadcast_to(np.uint8(255), (8000, 6000)), "too_large"),
+        (np.full((10, 10), 2.0), "bad_input"),
+        (np.full((10, 10), np.nan), "bad_input"),
+        (np.zeros((10, 10, 5), np.uint8), "bad_input"),
+        (np.full((10, 10), 300, np.int32), "bad_input"),
+        ({"not": "an image"}, "bad_input"),
+        (Image.new("L", (200, 150), 255), "no_digit"),
+    ]
+    for source, reason in cases:
+        with pytest.raises(ImageError) as caught:
+            to_mnist(source)
+        assert caught.value.reason == reason, (source, str(caught.value))
+        assert reason in IMAGE_ERROR_REASONS
+
+
+def test_an_image_error_keeps_its_reason_through_pickling() -> None:
+    error = ImageError("x.png: no digit found", reason="no_digit")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.reason) == ("x.png: no digit found", "no_digit")
 
 
 def test_other_modes_load_as_8_bit() -> None:

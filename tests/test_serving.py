@@ -28,6 +28,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from mnist_classifier.cli import main
+from mnist_classifier.errors import IMAGE_ERROR_REASONS, ImageError
 from mnist_classifier.serving.app import MAX_BATCH, MAX_BODY_BYTES, STATIC_DIR, create_app
 from serving_helpers import mnist_png, running_server
 
@@ -349,6 +350,76 @@ def test_image_with_no_digit(client, value):
 def test_blank_pixels(client):
     response = client.post("/api/predict", json={"pixels": [[0] * 28] * 28})
     assert_error(response, 422, "no digit found")
+
+
+# The status of each kind of refused image (ImageError.reason): the API's contract.
+STATUS_BY_REASON = {
+    "unreadable": 400,
+    "unsupported_format": 415,
+    "too_large": 413,
+    "bad_input": 422,
+    "no_digit": 422,
+    "unexpected": 500,
+}
+
+
+def test_every_reason_has_a_status():
+    assert set(STATUS_BY_REASON) == set(IMAGE_ERROR_REASONS)
+
+
+@pytest.mark.parametrize("reason", IMAGE_ERROR_REASONS)
+def test_the_status_follows_the_reason_not_the_wording(client, digits, monkeypatch, reason):
+    from mnist_classifier.inference import image_io
+
+    def refuse(fp: Any, label: str) -> None:
+        raise ImageError(f"{label}: not an image, too many pixels, no digit found", reason=reason)
+
+    monkeypatch.setattr(image_io, "_decode", refuse)
+    png = mnist_png(digits[0][0])
+    response = client.post("/api/predict", files={"file": ("d.png", png, "image/png")})
+    assert_error(response, STATUS_BY_REASON[reason], "d.png: not an image")
+
+
+def fail_to_decode(monkeypatch, name: str, error: Exception) -> None:
+    """Make the image decoder raise ``error`` (as a decoder bug would) for the file ``name``."""
+    from mnist_classifier.inference import image_io
+
+    decode = image_io._decode
+
+    def flaky(fp: Any, label: str) -> Any:
+        if label == name:
+            raise error
+        return decode(fp, label)
+
+    monkeypatch.setattr(image_io, "_decode", flaky)
+
+
+@pytest.mark.parametrize("error", [ValueError("bad huffman table"), OSError("broken data")])
+def test_an_unforeseen_decoder_error_fails_only_its_item(client, digits, monkeypatch, error):
+    images, labels = digits
+    fail_to_decode(monkeypatch, "bad.png", error)
+    files = [
+        ("files", ("a.png", mnist_png(images[0]), "image/png")),
+        ("files", ("bad.png", mnist_png(images[1]), "image/png")),
+        ("files", ("b.png", mnist_png(images[2]), "image/png")),
+    ]
+    response = client.post("/api/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    a, bad, b = response.json()
+    kind = type(error).__name__
+    assert bad == {
+        "name": "bad.png",
+        "digit": None,
+        "confidence": None,
+        "probabilities": None,
+        "image": None,
+        "error": f"bad.png: cannot be processed ({kind}: {error})",
+    }
+    assert a["error"] is None and b["error"] is None
+    assert [a["digit"], b["digit"]] == [labels[0], labels[2]]
+    # Alone, the same image is the one failed item: a 500 with the same one-line error.
+    single = client.post("/api/predict", files={"file": files[1][1]})
+    assert_error(single, 500, f"bad.png: cannot be processed ({kind}: {error})")
 
 
 def test_invalid_json(client):

@@ -8,6 +8,9 @@ traceback.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any, Literal, get_args
+
 
 class MnistClassifierError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -37,8 +40,32 @@ class TrainingError(MnistClassifierError):
     """Training cannot go on (for example, the loss became non-finite)."""
 
 
+# Why an image was refused (``ImageError.reason``), for callers that act on the kind of
+# failure rather than its wording (the server chooses its HTTP status from it):
+#   unreadable          missing, empty, truncated or corrupt, a directory, an unsupported mode
+#   unsupported_format  the data is in no image format Pillow reads
+#   too_large           more pixels than the cap (refused from the header)
+#   bad_input           an array, tensor or object that is not an image (shape, dtype,
+#                       values, type) - a caller's mistake rather than a file's
+#   no_digit            the image was read but holds no ink that stands out
+#   unexpected          reading or preprocessing failed in a way the library did not
+#                       foresee (a bug, or a decoder's odd exception); the original
+#                       exception is the ``__cause__``
+ImageErrorReason = Literal[
+    "unreadable", "unsupported_format", "too_large", "bad_input", "no_digit", "unexpected"
+]
+IMAGE_ERROR_REASONS: tuple[ImageErrorReason, ...] = get_args(ImageErrorReason)
+
+
 class ImageError(MnistClassifierError):
-    """An input image cannot be read or holds no digit."""
+    """An input image cannot be read or holds no digit; ``reason`` says which kind of failure."""
+
+    def __init__(self, message: str, *, reason: ImageErrorReason) -> None:
+        super().__init__(message)
+        self.reason: ImageErrorReason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickling must keep the keyword-only reason
+        return (partial(type(self), reason=self.reason), self.args)
 
 
 class ExportError(MnistClassifierError):

@@ -218,7 +218,8 @@ def explain_picture(p: Prediction, k: int = 3, source: Any = None) -> Image.Imag
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
-    from ..inference.preprocess import load_image, preprocess
+    from ..inference.image_io import load_image
+    from ..inference.preprocess import preprocess
 
     assert p.image is not None
     original = load_image(source if source is not None else p.name, name=p.name)

@@ -2,7 +2,7 @@
 
 A :class:`Predictor` turns whatever the caller has (file paths, bytes, file objects,
 PIL images, numpy arrays, torch tensors) into the MNIST-style 28x28 image a model
-expects (see :mod:`.preprocess`), runs the model in batches and returns one
+expects (see :mod:`.prepare`), runs the model in batches and returns one
 :class:`Prediction` per input. An input that cannot be read, or holds no digit,
 yields a Prediction with ``error`` set; the other inputs are still predicted.
 
@@ -20,7 +20,6 @@ loads torch.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,18 +30,12 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CheckpointError, ConfigError, ImageError, MnistClassifierError
-from .preprocess import load_image, to_mnist
+from .image_io import MNIST_SIDE
+from .prepare import Prepared, is_tensor, prepare_image
 
 __all__ = ["BACKENDS", "Prediction", "Predictor", "load_predictor"]
 
 BACKENDS = ("torch", "onnx")
-MNIST_SIDE = 28
-# A 28x28 greyscale image is taken as already MNIST-style (used as it is, not
-# preprocessed) when it is light ink on a dark field: its outer ring of pixels is
-# dark on average and some pixel is bright. Every MNIST image passes (the darkest
-# ring mean of the 70,000 is 8.3).
-_MNIST_RING_MAX_MEAN = 32.0
-_MNIST_INK_MIN = 128
 
 
 @dataclass
@@ -55,6 +48,9 @@ class Prediction:
     probabilities: list[float]  # 10 floats, one per digit (empty on error)
     image: np.ndarray | None  # (28, 28) uint8, the image the model saw (None on error)
     error: str | None = None  # one-line message when this input failed
+    # (left, top, right, bottom) of the digit in the loaded image's pixels, when the input
+    # was preprocessed (see inference.prepare); None when it was used as it is or failed.
+    box: tuple[int, int, int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,7 +125,8 @@ class Predictor:
             a = a[None]
         if a.dtype != np.uint8 or a.ndim != 3 or a.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
             raise ImageError(
-                f"predict_mnist expects uint8 images of shape (N, 28, 28); got {a.dtype} {a.shape}"
+                f"predict_mnist expects uint8 images of shape (N, 28, 28); got {a.dtype} {a.shape}",
+                reason="bad_input",
             )
         _check_batch_size(batch_size)
         out = np.empty((a.shape[0], 10), dtype=np.float32)
@@ -149,9 +146,9 @@ class Predictor:
         file objects, PIL images, numpy arrays or torch tensors; an array or tensor
         (N, 28, 28) or (N, 1, 28, 28) is N images. A 28x28 image that is already
         MNIST-style (light ink on a dark field: a uint8 array, a uint8 tensor or a float
-        tensor in [0, 1], or a 28x28 image file) is used as it is; anything else goes
-        through :func:`~mnist_classifier.inference.preprocess.to_mnist`, which raises
-        "no digit found" for a blank image.
+        tensor in [0, 1], or a 28x28 image file) is used as it is; anything else is
+        preprocessed, which raises "no digit found" for a blank image. The rule is
+        :func:`~mnist_classifier.inference.prepare.prepare_image`, which the server uses too.
 
         ``digit`` is None (unsure) when the top probability is below ``min_confidence``.
         Inputs are preprocessed and predicted ``batch_size`` at a time, so memory stays
@@ -164,22 +161,17 @@ class Predictor:
         results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            prepared: list[tuple[int, np.ndarray]] = []
+            prepared: list[tuple[int, Prepared]] = []
             chunk_results: list[Prediction | None] = [None] * len(chunk)
             for i, (name, source) in enumerate(chunk):
-                try:
-                    prepared.append((i, _prepare(source, name)))
+                try:  # an input that fails (for any reason) fails alone
+                    prepared.append((i, prepare_image(source, name=name)))
                 except MnistClassifierError as exc:
                     chunk_results[i] = Prediction.failed(name, str(exc))
-                except Exception as exc:  # a decoder bug must not sink the other inputs
-                    message = " ".join(str(exc).split()) or type(exc).__name__
-                    chunk_results[i] = Prediction.failed(
-                        name, f"{name}: cannot be processed ({type(exc).__name__}: {message})"
-                    )
             if prepared:
-                probs = self.predict_mnist(np.stack([img for _, img in prepared]))
-                for (i, img), row in zip(prepared, probs, strict=True):
-                    chunk_results[i] = _make_prediction(chunk[i][0], img, row, min_confidence)
+                probs = self.predict_mnist(np.stack([p.pixels for _, p in prepared]))
+                for (i, p), row in zip(prepared, probs, strict=True):
+                    chunk_results[i] = _make_prediction(p, row, min_confidence)
             results.extend(p for p in chunk_results if p is not None)
         return results
 
@@ -354,17 +346,12 @@ def _check_batch_size(batch_size: int) -> None:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
-def _is_tensor(x: object) -> bool:
-    # A torch tensor can exist only if torch was imported; never import it here.
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
 def _is_mnist_batch(a: Any) -> bool:
     """(N, 28, 28) or (N, 1, 28, 28): a batch of 28x28 images (N=28 included)."""
     shape = tuple(a.shape)
-    return (len(shape) == 3 and shape[1:] == (28, 28)) or (
-        len(shape) == 4 and shape[1:] == (1, 28, 28)
+    field = (MNIST_SIDE, MNIST_SIDE)
+    return (len(shape) == 3 and shape[1:] == field) or (
+        len(shape) == 4 and shape[1:] == (1, *field)
     )
 
 
@@ -374,9 +361,15 @@ def _expand(images: Any) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
     for source in sources:
         if isinstance(source, np.ndarray) and _is_mnist_batch(source):
-            items.extend((f"<array {len(items)}>", image) for image in source.reshape(-1, 28, 28))
-        elif _is_tensor(source) and _is_mnist_batch(source):
-            items.extend((f"<tensor {len(items)}>", image) for image in source.reshape(-1, 28, 28))
+            items.extend(
+                (f"<array {len(items)}>", image)
+                for image in source.reshape(-1, MNIST_SIDE, MNIST_SIDE)
+            )
+        elif is_tensor(source) and _is_mnist_batch(source):
+            items.extend(
+                (f"<tensor {len(items)}>", image)
+                for image in source.reshape(-1, MNIST_SIDE, MNIST_SIDE)
+            )
         else:
             items.append((_name(source, len(items)), source))
     return items
@@ -390,7 +383,7 @@ def _name(source: object, index: int) -> str:
         return filename if isinstance(filename, str) and filename else f"<image {index}>"
     if isinstance(source, bytes | bytearray | memoryview):
         return f"<bytes {index}>"
-    if _is_tensor(source):
+    if is_tensor(source):
         return f"<tensor {index}>"
     if isinstance(source, np.ndarray):
         return f"<array {index}>"
@@ -400,70 +393,15 @@ def _name(source: object, index: int) -> str:
     return f"<input {index}>"
 
 
-def _prepare(source: Any, name: str) -> np.ndarray:
-    """The (28, 28) uint8 MNIST-style image the model sees for ``source``."""
-    if _is_tensor(source):
-        source = _tensor_to_array(source, name)
-    if isinstance(source, np.ndarray):
-        if source.ndim == 3 and source.shape[0] == 1:
-            source = source[0]
-        if source.shape == (MNIST_SIDE, MNIST_SIDE) and source.dtype == np.uint8:
-            as_is = mnist_style_pixels(source)
-            if as_is is not None:
-                return as_is
-        return to_mnist(source, name=name)
-    readable = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
-    if not isinstance(source, readable) and not hasattr(source, "read"):
-        raise ImageError(f"{name}: cannot read an image from a {type(source).__name__}")
-    image = load_image(source, name=name)
-    as_is = mnist_style_pixels(image)
-    return as_is if as_is is not None else to_mnist(image, name=name)
-
-
-def mnist_style_pixels(image: Image.Image | np.ndarray) -> np.ndarray | None:
-    """The pixels of a 28x28 image that already looks like MNIST (light ink on dark), else None."""
-    if isinstance(image, np.ndarray):
-        a = image
-    elif image.size == (MNIST_SIDE, MNIST_SIDE):
-        a = np.asarray(image.convert("L"), dtype=np.uint8)
-    else:
-        return None
-    ring = np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]])
-    if ring.mean() <= _MNIST_RING_MAX_MEAN and int(a.max()) >= _MNIST_INK_MIN:
-        return np.array(a, copy=True)
-    return None
-
-
-def _tensor_to_array(tensor: Any, name: str) -> np.ndarray:
-    """A torch tensor as a numpy image: 28x28 uint8 as it is, floats in [0, 1] scaled to 0..255."""
-    a = tensor.detach().cpu().numpy()
-    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (3, 4):
-        a = np.moveaxis(a, 0, -1)  # (C, H, W) -> (H, W, C)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if np.issubdtype(a.dtype, np.floating):
-        if a.size == 0 or not np.isfinite(a).all():
-            raise ImageError(f"{name}: the tensor holds no pixels, or NaN or infinite values")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ImageError(
-                f"{name}: float tensor values must lie in [0, 1] (found {lo:g} to {hi:g}); "
-                "pass pixels, not normalised values"
-            )
-        return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
-    return a
-
-
-def _make_prediction(
-    name: str, image: np.ndarray, probs: np.ndarray, min_confidence: float
-) -> Prediction:
+def _make_prediction(prepared: Prepared, probs: np.ndarray, min_confidence: float) -> Prediction:
     probabilities = [float(p) for p in probs]
     top = int(np.argmax(probs))
     confidence = probabilities[top]
     return Prediction(
-        name=name,
+        name=prepared.name,
         digit=top if confidence >= min_confidence else None,
         confidence=confidence,
         probabilities=probabilities,
-        image=image,
+        image=prepared.pixels,
+        box=prepared.box,
     )

@@ -1,5 +1,8 @@
 """Serving: one FastAPI app (``serving.app.create_app``) and the drawing page in ``static/``.
 
-Nothing is imported here: FastAPI and uvicorn come with the optional ``serve``
-extra, and only ``mnist-classifier serve`` (or a user's own code) imports the app.
+``app`` holds the routes, ``schemas`` the request and response models and limits,
+``requests`` the reading of requests into images and the error answers, and
+``body_limit`` the body-size middleware. Nothing is imported here: FastAPI and uvicorn
+come with the optional ``serve`` extra, and only ``mnist-classifier serve`` (or a
+user's own code) imports the app.
 """

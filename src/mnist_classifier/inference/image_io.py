@@ -1,0 +1,319 @@
+"""Reading user images: any path, bytes, file object, PIL image or array -> one upright 8-bit image.
+
+:func:`load_image` accepts every format Pillow reads, applies EXIF orientation, scales
+16-bit, 32-bit and float greyscale to 8 bits, flattens transparency onto the colour that
+makes it look like paper, downscales large images to ``MAX_SIDE`` and refuses images over
+``MAX_PIXELS`` from their header, before decoding. Every failure is an
+:class:`~mnist_classifier.errors.ImageError` naming the image.
+
+Only numpy and Pillow are used, so the ONNX Runtime path can use this module.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ImageError
+
+__all__ = ["MAX_PIXELS", "MAX_SIDE", "MNIST_SIDE", "ImageSource", "default_name", "load_image"]
+
+MAX_PIXELS = 40_000_000  # more pixels than this (read from the header) is refused undecoded
+MAX_SIDE = 2048  # larger images are downscaled on load so the longest side is this many pixels
+MNIST_SIDE = 28  # the field the model sees, in pixels
+
+# What load_image and preprocess accept (objects with ``__array__`` work as arrays too).
+ImageSource = (
+    str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes] | Image.Image | np.ndarray
+)
+
+
+def load_image(source: ImageSource, *, name: str | None = None) -> Image.Image:
+    """Open ``source`` as an upright 8-bit image (mode ``L`` or ``RGB``) with no alpha channel.
+
+    ``source`` may be a path, bytes, a binary file object, a PIL image, or a numpy
+    array (H, W), (H, W, 3) or (H, W, 4) of uint8, uint16 or floats in [0, 1]. Any
+    format Pillow reads works (PNG, JPEG, BMP, GIF, TIFF, WebP, ...); of an animation
+    only the first frame is used. EXIF orientation is applied; 16-bit and 32-bit
+    greyscale is scaled to 8 bits; images whose longest side exceeds ``MAX_SIDE`` are
+    downscaled; images over ``MAX_PIXELS`` are refused from their header, before any
+    pixel is decoded.
+
+    Transparency is flattened onto the colour that makes the transparent part look
+    like paper: when the opaque pixels cover less than half of the image they are
+    the strokes (a drawing on a transparent canvas), and the background is white
+    behind dark strokes and black behind light ones; otherwise they are mostly
+    paper, and the background takes the paper's side (white behind light paper).
+
+    Raises :class:`ImageError` naming the file (``name``, else the path, else
+    ``"<upload>"``) for a missing or empty file, data that is not an image, a
+    truncated or corrupt file, or too many pixels.
+    """
+    label = name or default_name(source)
+    if isinstance(source, Image.Image):
+        return _normalise(source, label)
+    if isinstance(source, str | os.PathLike):
+        return _load_path(Path(source), label)
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        if not data:
+            raise ImageError(f"{label}: empty file", reason="unreadable")
+        return _decode(io.BytesIO(data), label)
+    if hasattr(source, "read"):
+        return _load_file_object(source, label)
+    if isinstance(source, np.ndarray) or hasattr(source, "__array__"):
+        return _normalise(_from_array(np.asarray(source), label), label)
+    raise ImageError(
+        f"{label}: cannot read an image from a {type(source).__name__}", reason="bad_input"
+    )
+
+
+def default_name(source: object) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fsdecode(source)
+    if isinstance(source, Image.Image):
+        filename = getattr(source, "filename", "")
+        return filename if isinstance(filename, str) and filename else "<image>"
+    if isinstance(source, bytes | bytearray | memoryview):
+        return "<upload>"
+    if hasattr(source, "read"):
+        file_name = getattr(source, "name", None)
+        return file_name if isinstance(file_name, str) and file_name else "<upload>"
+    return "<array>"
+
+
+def _load_path(path: Path, label: str) -> Image.Image:
+    try:
+        if path.is_dir():
+            raise ImageError(f"{label}: is a directory, not an image", reason="unreadable")
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file", reason="unreadable") from None
+    except OSError as exc:
+        raise ImageError(
+            f"{label}: cannot read ({exc.strerror or exc})", reason="unreadable"
+        ) from None
+    if size == 0:
+        raise ImageError(f"{label}: empty file", reason="unreadable")
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after decoding
+    except OSError as exc:
+        raise ImageError(
+            f"{label}: cannot read ({exc.strerror or exc})", reason="unreadable"
+        ) from None
+    with fh:
+        return _decode(fh, label)
+
+
+def _load_file_object(fh: Any, label: str) -> Image.Image:
+    seekable = getattr(fh, "seekable", None)
+    if callable(seekable) and seekable():
+        start = fh.tell()
+        end = fh.seek(0, io.SEEK_END)
+        fh.seek(start)
+        if end <= start:
+            raise ImageError(f"{label}: empty file", reason="unreadable")
+        return _decode(fh, label)
+    data = fh.read()
+    if not isinstance(data, bytes):
+        raise ImageError(f"{label}: file object must be opened in binary mode", reason="bad_input")
+    if not data:
+        raise ImageError(f"{label}: empty file", reason="unreadable")
+    return _decode(io.BytesIO(data), label)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _corrupt(label: str, exc: BaseException) -> ImageError:
+    return ImageError(f"{label}: truncated or corrupt image ({one_line(exc)})", reason="unreadable")
+
+
+def _check_pixels(size: tuple[int, int], label: str) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{label}: image has no pixels ({width}x{height})", reason="unreadable")
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{label}: too many pixels ({width}x{height} = {width * height / 1e6:.1f} megapixels;"
+            f" the limit is {MAX_PIXELS / 1e6:g})",
+            reason="too_large",
+        )
+
+
+def _decode(fp: IO[bytes], label: str) -> Image.Image:
+    # Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS, ~89 Mpx: a warning, an
+    # error above twice that) is left as it is; MAX_PIXELS is lower, so any image it would
+    # let through is refused below from the header size, before decoding.
+    try:
+        im = Image.open(fp)
+    except Image.DecompressionBombError:
+        limit = f"over {MAX_PIXELS / 1e6:g} megapixels"
+        raise ImageError(f"{label}: too many pixels ({limit})", reason="too_large") from None
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{label}: not an image (unrecognised format)", reason="unsupported_format"
+        ) from None
+    except Exception as exc:  # corrupt headers make plugins raise many kinds of errors
+        raise ImageError(
+            f"{label}: corrupt image header ({one_line(exc)})", reason="unreadable"
+        ) from None
+    with im:
+        _check_pixels(im.size, label)
+        if im.format == "JPEG" and max(im.size) > MAX_SIDE:
+            # Decode at 1/2, 1/4 or 1/8 scale straight away when that is still >= MAX_SIDE.
+            k = MAX_SIDE / max(im.size)
+            im.draft(None, (math.ceil(im.width * k), math.ceil(im.height * k)))
+        try:
+            im.load()
+        except Exception as exc:  # truncated or corrupt pixel data
+            raise _corrupt(label, exc) from None
+        return _normalise(im, label)
+
+
+def _normalise(im: Image.Image, label: str) -> Image.Image:
+    """Upright, 8-bit, at most MAX_SIDE, alpha flattened: mode L or RGB."""
+    _check_pixels(im.size, label)
+    try:
+        upright = ImageOps.exif_transpose(im)
+    except Exception:  # a corrupt EXIF block: keep the pixels as stored
+        upright = im.copy()
+    if upright is None:  # only with in_place=True; keeps type checkers content
+        upright = im.copy()
+    try:
+        eight = _to_8bit(upright, label)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise _corrupt(label, exc) from None
+    if max(eight.size) > MAX_SIDE:  # area averaging: anti-aliased, and fast on 12 Mpx photos
+        eight.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
+    return _flatten_alpha(eight)
+
+
+def _to_8bit(im: Image.Image, label: str) -> Image.Image:
+    mode = im.mode
+    if mode in ("L", "RGB", "LA", "RGBA"):
+        return im
+    if mode == "1":
+        return im.convert("L")
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info
+        return im.convert("RGBA" if has_alpha else "RGB")
+    if mode == "La":
+        return im.convert("LA")
+    if mode == "RGBa":
+        return im.convert("RGBA")
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_scale_deep(np.asarray(im), mode))
+    try:
+        return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+    except Exception as exc:
+        raise ImageError(
+            f"{label}: unsupported image mode {mode} ({one_line(exc)})", reason="unreadable"
+        ) from None
+
+
+def _scale_deep(values: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit, 32-bit integer or float greyscale -> uint8.
+
+    ``I;16*`` modes use the full 0..65535 range. For ``I`` (32-bit) the range is not
+    stored: values within 0..255 are taken as 8-bit, within 0..65535 as 16-bit,
+    anything else is stretched from its minimum to its maximum. ``F`` within [0, 1]
+    is scaled by 255, within [0, 255] taken as is, else stretched.
+    """
+    a = values.astype(np.float64)
+    if mode.startswith("I;16"):
+        a = a / 257.0
+    else:
+        finite = np.isfinite(a)
+        a = np.where(finite, a, 0.0)
+        lo, hi = float(a.min()), float(a.max())
+        if mode == "F" and lo >= 0.0 and hi <= 1.0:
+            a = a * 255.0
+        elif lo >= 0.0 and hi <= 255.0:
+            pass
+        elif mode != "F" and lo >= 0.0 and hi <= 65535.0:
+            a = a / 257.0
+        else:
+            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return np.clip(np.round(a), 0, 255).astype(np.uint8)
+
+
+def _from_array(a: np.ndarray, label: str) -> Image.Image:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
+        raise ImageError(
+            f"{label}: an array of shape {a.shape} is not an image;"
+            " expected (H, W), (H, W, 3) or (H, W, 4)",
+            reason="bad_input",
+        )
+    _check_pixels((a.shape[1], a.shape[0]), label)
+    if a.dtype == np.bool_:
+        out = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint8:
+        out = a
+    elif a.dtype == np.uint16:
+        out = np.round(a / 257.0).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating):
+        out = unit_floats_to_uint8(a, label, "array")
+    elif np.issubdtype(a.dtype, np.integer):
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 255:
+            raise ImageError(
+                f"{label}: integer pixel values must lie in 0..255 (found {lo} to {hi});"
+                " pass 16-bit data as uint16",
+                reason="bad_input",
+            )
+        out = a.astype(np.uint8)
+    else:
+        raise ImageError(f"{label}: unsupported array dtype {a.dtype}", reason="bad_input")
+    return Image.fromarray(np.ascontiguousarray(out))
+
+
+def unit_floats_to_uint8(a: np.ndarray, label: str, what: str) -> np.ndarray:
+    """Float pixels in [0, 1] as uint8 0..255; NaN, infinities and other ranges are refused.
+
+    ``what`` names the container in messages ("array", "tensor").
+    """
+    if not np.isfinite(a).all():
+        raise ImageError(f"{label}: the {what} holds NaN or infinite values", reason="bad_input")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ImageError(
+            f"{label}: float {what} values must lie in [0, 1] (found {lo:g} to {hi:g}); "
+            "pass pixels, not normalised values",
+            reason="bad_input",
+        )
+    return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
+
+
+def _flatten_alpha(im: Image.Image) -> Image.Image:
+    if im.mode not in ("LA", "RGBA"):
+        return im
+    plain = "L" if im.mode == "LA" else "RGB"
+    alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
+    if alpha.min() >= 1.0:
+        return im.convert(plain)
+    luminance = np.asarray(im.convert(plain).convert("L"), dtype=np.float32) / 255.0
+    weight = float(alpha.sum())
+    if weight <= 0.0:
+        background = 255  # nothing opaque: blank paper
+    elif alpha.mean() < 0.5:  # the opaque pixels are strokes: put them on a contrasting field
+        ink = float((luminance * alpha).sum()) / weight
+        background = 0 if ink > 0.5 else 255
+    else:  # the opaque pixels are mostly paper: transparent areas take the paper's side
+        paper = float(np.median(luminance[alpha > 0.5])) if (alpha > 0.5).any() else 1.0
+        background = 255 if paper > 0.5 else 0
+    base = Image.new("RGBA", im.size, (background, background, background, 255))
+    return Image.alpha_composite(base, im.convert("RGBA")).convert(plain)
