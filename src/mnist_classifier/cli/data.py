@@ -9,6 +9,7 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..data.format import CLASS_NAMES
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     for stem, path in sorted(summary["files"].items()):
         status = summary["checksums"].get(stem, "-")
         print(f"  {stem:<26} {status:<20} {path}")
-    header = "split  " + "".join(f"{d:>7}" for d in range(10)) + "    total"
+    header = "split  " + "".join(f"{d:>7}" for d in CLASS_NAMES) + "    total"
     print(header)
     for split, info in summary["splits"].items():
         row = "".join(f"{c:>7}" for c in info["per_class"])

@@ -168,8 +168,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def format_line(p: Prediction, k: int, width: int = 0) -> str:
     """``file  digit  confidence  top-k`` for one prediction."""
     digit = str(p.digit) if p.digit is not None else "unsure"
-    top = ", ".join(f"{d} {100 * q:.2f}%" for d, q in p.top_k(k))
-    return f"{p.name:<{width}}  {digit:>6}  {100 * p.confidence:6.2f}%  top-{k}: {top}"
+    from ..evaluation.metrics import percent
+
+    top = ", ".join(f"{d} {percent(q)}" for d, q in p.top_k(k))
+    return f"{p.name:<{width}}  {digit:>6}  {percent(p.confidence):>7}  top-{k}: {top}"
 
 
 def write_csv(path: str | os.PathLike[str], results: list[Prediction]) -> None:

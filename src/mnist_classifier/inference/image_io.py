@@ -20,13 +20,14 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..data.format import IMAGE_SIDE
 from ..errors import ImageError
 
 __all__ = ["MAX_PIXELS", "MAX_SIDE", "MNIST_SIDE", "ImageSource", "default_name", "load_image"]
 
 MAX_PIXELS = 40_000_000  # more pixels than this (read from the header) is refused undecoded
 MAX_SIDE = 2048  # larger images are downscaled on load so the longest side is this many pixels
-MNIST_SIDE = 28  # the field the model sees, in pixels
+MNIST_SIDE = IMAGE_SIDE  # the field the model sees, in pixels (data/format.py)
 
 # What load_image and preprocess accept (objects with ``__array__`` work as arrays too).
 ImageSource = (

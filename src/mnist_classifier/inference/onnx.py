@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.format import CLASS_NAMES
 from ..errors import CheckpointError, ExportError, MissingExtraError
 
 __all__ = [
@@ -239,7 +240,7 @@ def _metadata(ckpt: dict[str, Any], model: Any) -> dict[str, str]:
         "model_name": str(ckpt["model"]["name"]),
         "model_kwargs": json.dumps(ckpt["model"].get("kwargs", {})),
         "normalization": json.dumps({"mean": float(norm["mean"]), "std": float(norm["std"])}),
-        "class_names": json.dumps(ckpt.get("class_names") or [str(d) for d in range(10)]),
+        "class_names": json.dumps(ckpt.get("class_names") or list(CLASS_NAMES)),
         "input": INPUT_DESCRIPTION,
         "output": OUTPUT_DESCRIPTION,
         "tta": "true" if model.tta else "false",

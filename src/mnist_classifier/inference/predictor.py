@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import CheckpointError, ConfigError, ImageError, MnistClassifierError
+from ..data.format import CLASS_NAMES
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    ImageError,
+    MissingExtraError,
+    MnistClassifierError,
+)
 from .image_io import MNIST_SIDE
 from .prepare import Prepared, is_tensor, prepare_image
 
@@ -102,7 +109,7 @@ class Predictor:
         self.checkpoint_path = checkpoint_path
         self.mean = float(mean)
         self.std = float(std)
-        self.class_names = list(class_names) if class_names else [str(d) for d in range(10)]
+        self.class_names = list(class_names) if class_names else list(CLASS_NAMES)
         self.metrics = metrics
         self.parameters = parameters
         self.package_version = package_version
@@ -197,7 +204,7 @@ class Predictor:
 
 
 def summarize_metrics(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The headline numbers of a metrics.json block: accuracies, test loss, training time."""
+    """The headline numbers of a run's final metrics: accuracies, test loss, training time."""
     if not metrics:
         return None
     summary: dict[str, Any] = {}
@@ -262,9 +269,7 @@ class OnnxPredictor(Predictor):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ConfigError(
-                "the onnx backend needs onnxruntime: pip install 'mnist-classifier[onnx]'"
-            ) from None
+            raise MissingExtraError("onnx", "onnxruntime", "the onnx backend") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: no warnings on stderr
         source = os.fspath(model) if not isinstance(model, bytes) else model
@@ -311,7 +316,7 @@ def load_predictor(
 ) -> Predictor:
     """A :class:`Predictor` for a run folder, a ``.pt`` checkpoint or (backend onnx) a ``.onnx`` file.
 
-    A run folder means its ``checkpoints/best.pt``. With ``backend="onnx"`` a checkpoint
+    A run folder means its best checkpoint. With ``backend="onnx"`` a checkpoint
     is exported to ONNX on the fly (this step uses torch; loading a ``.onnx`` file does
     not). ``device`` is auto (cuda when available, then mps, then cpu), cpu, cuda or mps.
     """
