@@ -217,7 +217,7 @@ def test_collect_images(tmp_path: Path) -> None:
 
 def test_explain_picture_boxes_the_digit(trained_run: Path, tmp_path: Path, mnist) -> None:
     """For a photo-like input, the picture marks the part of the image that was read."""
-    from mnist_classifier.cli.predict import explain_picture
+    from mnist_classifier.inference.explain import explain_picture
     from mnist_classifier.inference.predictor import load_predictor
 
     page = np.full((300, 400), 235, np.uint8)

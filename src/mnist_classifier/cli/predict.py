@@ -13,12 +13,9 @@ from typing import TYPE_CHECKING, Any
 from .options import add_backend, add_device, add_threads
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from ..inference.predictor import Prediction
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-EXPLAIN_SIDE = 224  # pixels: height of each panel of an --explain picture
 
 
 def register(subparsers: Any) -> None:
@@ -152,6 +149,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv:
         write_csv(args.csv, results)
     if args.explain:
+        from ..inference.explain import write_explanations
+
         written = write_explanations(args.explain, results, args.top_k)
         print(f"explanations: {written} PNG files in {args.explain}", file=sys.stderr)
     failed = sum(1 for p in results if not p.ok)
@@ -190,86 +189,6 @@ def write_csv(path: str | os.PathLike[str], results: list[Prediction]) -> None:
         confidence = f"{p.confidence:.6f}" if p.ok else ""
         writer.writerow([p.name, digit, confidence, *probs, p.error or ""])
     atomic_write_text(path, buffer.getvalue())
-
-
-def write_explanations(folder: str | os.PathLike[str], results: list[Prediction], k: int) -> int:
-    """One PNG per readable image: the image as given next to the 28x28 the model saw."""
-    from ..fileio import atomic_path
-
-    out = Path(folder)
-    used: set[str] = set()
-    written = 0
-    for p in results:
-        if not p.ok:
-            continue
-        stem = Path(p.name).stem or "image"
-        name, n = f"{stem}.png", 1
-        while name in used:
-            n += 1
-            name = f"{stem}-{n}.png"
-        used.add(name)
-        picture = explain_picture(p, k)
-        with atomic_path(out / name) as tmp:
-            picture.save(tmp, format="PNG", optimize=True)
-        written += 1
-    return written
-
-
-def explain_picture(p: Prediction, k: int = 3, source: Any = None) -> Image.Image:
-    """The input (with the part that was read boxed) beside the model's 28x28 input, captioned."""
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
-
-    from ..inference.image_io import load_image
-    from ..inference.preprocess import preprocess
-
-    assert p.image is not None
-    original = load_image(source if source is not None else p.name, name=p.name)
-    box = None
-    if original.size != (28, 28):
-        try:
-            result = preprocess(original, name=p.name)
-            if np.array_equal(result.image, p.image):
-                box = result.box
-        except Exception:  # the box is a bonus; the picture works without it
-            box = None
-    scale = EXPLAIN_SIDE / max(original.size)
-    shown_size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
-    resample = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS
-    shown = original.convert("RGB").resize(shown_size, resample)
-    if box is not None:
-        draw = ImageDraw.Draw(shown)
-        left, top, right, bottom = (round(v * scale) for v in box)
-        draw.rectangle((left - 2, top - 2, right + 1, bottom + 1), outline=(230, 40, 40), width=2)
-    seen = Image.fromarray(p.image).resize((EXPLAIN_SIDE, EXPLAIN_SIDE), Image.Resampling.NEAREST)
-
-    font = ImageFont.load_default(size=13)  # a scalable font where FreeType is built in
-    margin, gap, title_h, caption_h = 8, 12, 18, 42
-    width = margin * 2 + EXPLAIN_SIDE * 2 + gap
-    height = margin * 2 + title_h + EXPLAIN_SIDE + caption_h
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    left_x = margin + (EXPLAIN_SIDE - shown.width) // 2
-    top_y = margin + title_h
-    canvas.paste(shown, (left_x, top_y + (EXPLAIN_SIDE - shown.height) // 2))
-    canvas.paste(seen.convert("RGB"), (margin + EXPLAIN_SIDE + gap, top_y))
-    grey = (90, 90, 90)
-    draw.text((margin, margin), "your image", fill=grey, font=font)
-    draw.text(
-        (margin + EXPLAIN_SIDE + gap, margin), "what the model saw (28x28)", fill=grey, font=font
-    )
-    digit = f"digit {p.digit}" if p.digit is not None else "unsure"
-    ranking = ", ".join(f"{d}: {100 * q:.2f}%" for d, q in p.top_k(k))
-    base = top_y + EXPLAIN_SIDE + 6
-    draw.text(
-        (margin, base),
-        f"{digit} ({100 * p.confidence:.2f}%)   top-{k}  {ranking}",
-        fill=(0, 0, 0),
-        font=font,
-    )
-    name = p.name if len(p.name) <= 70 else "..." + p.name[-67:]
-    draw.text((margin, base + 18), name, fill=grey, font=font)
-    return canvas
 
 
 # ---------------------------------------------------------------------------- export
