@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.format import CLASS_NAMES
 from .options import add_backend, add_device, add_threads
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ def write_csv(path: str | os.PathLike[str], results: list[Prediction]) -> None:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "digit", "confidence", *(f"p{d}" for d in range(10)), "error"])
+    writer.writerow(["file", "digit", "confidence", *(f"p{d}" for d in CLASS_NAMES), "error"])
     for p in results:
         probs = [f"{q:.6f}" for q in p.probabilities] or [""] * 10
         digit = "" if p.digit is None else str(p.digit)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..evaluation.metrics import percent
 from ..fileio import atomic_path
 from .image_io import ImageSource, load_image
 
@@ -60,11 +61,11 @@ def explain_picture(p: Prediction, k: int = 3, source: ImageSource | None = None
         (margin + EXPLAIN_SIDE + gap, margin), "what the model saw (28x28)", fill=grey, font=font
     )
     digit = f"digit {p.digit}" if p.digit is not None else "unsure"
-    ranking = ", ".join(f"{d}: {100 * q:.2f}%" for d, q in p.top_k(k))
+    ranking = ", ".join(f"{d}: {percent(q)}" for d, q in p.top_k(k))
     base = top_y + EXPLAIN_SIDE + 6
     draw.text(
         (margin, base),
-        f"{digit} ({100 * p.confidence:.2f}%)   top-{k}  {ranking}",
+        f"{digit} ({percent(p.confidence)})   top-{k}  {ranking}",
         fill=(0, 0, 0),
         font=font,
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..data.format import IMAGE_SIDE
 from .registry import register_model
 
 
@@ -18,7 +19,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
-        width = 28 * 28
+        width = IMAGE_SIDE * IMAGE_SIDE
         for size in hidden:
             layers.append(nn.Linear(width, size, bias=not batch_norm))
             if batch_norm:
