@@ -21,17 +21,17 @@ import io
 import json
 import math
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .data.format import NUM_CLASSES
 from .errors import RunFolderError
 from .fileio import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:  # numpy is imported by the two functions that need it: the CLI's --help
+    import numpy as np  # reads the file names from here
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 _ACCURACY_COLUMNS = ("train_acc", "val_acc")
@@ -136,6 +136,8 @@ def write_metrics(run: RunFolder, metrics: Mapping[str, Any]) -> Path:
 
 def write_predictions(run: RunFolder, probs: np.ndarray, labels: np.ndarray) -> Path:
     """``predictions.npz``: test-set ``probs`` float32 (N, 10) and ``labels`` int64 (N,)."""
+    import numpy as np
+
     with atomic_path(run.predictions) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
             fh, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64)
@@ -311,6 +313,10 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_predictions(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(probs, labels)`` from ``predictions.npz``: float32 (N, 10) and int64 (N,)."""
+    import zipfile
+
+    import numpy as np
+
     path = RunFolder.at(run_dir).predictions
     if not path.is_file():
         what = "is not a file" if path.exists() else "file not found"

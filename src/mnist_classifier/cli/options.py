@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import AUGMENTS, OPTIMIZERS, SCHEDULES, TrainConfig
 from ..errors import ConfigError
+from ..inference import BACKENDS
 from ..runtime import DEVICE_CHOICES, check_device_name
 
 _DEFAULTS = TrainConfig()
@@ -59,8 +60,6 @@ def add_threads(parser: argparse.ArgumentParser, *, default: int | None, default
 
 
 def add_backend(parser: argparse.ArgumentParser) -> None:
-    from ..inference.predictor import BACKENDS  # numpy and Pillow, not torch
-
     parser.add_argument(
         "--backend",
         choices=BACKENDS,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data.format import CLASS_NAMES
+from ..inference import EXPORT_FORMATS
 from .options import add_backend, add_device, add_threads
 
 if TYPE_CHECKING:
@@ -20,8 +21,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 def register(subparsers: Any) -> None:
-    from ..inference.onnx import FORMATS as EXPORT_FORMATS  # numpy only, not torch
-
     predict = subparsers.add_parser(
         "predict",
         help="read the digit in image files (photos, scans, drawings)",

@@ -28,7 +28,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from ..data.sources import load_dataset
 from ..errors import RunFolderError
 from ..fileio import atomic_path
 from ..run_folder import (
@@ -395,6 +394,8 @@ def load_test_images(config: dict[str, Any], labels: np.ndarray, run_dir: Path) 
     data_dir = config.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise RunFolderError(f"{RunFolder(run_dir).config}: data_dir must be a path or null")
+    from ..data.sources import load_dataset  # torch: only when test images are drawn
+
     dataset = load_dataset(data_dir)
     images = dataset.test_images.numpy()
     expected = dataset.test_labels.numpy()

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..data.format import CLASS_NAMES
 from ..errors import CheckpointError, ExportError, MissingExtraError
+from . import EXPORT_FORMATS
 
 __all__ = [
     "FORMATS",
@@ -42,7 +43,7 @@ __all__ = [
     "read_metadata",
 ]
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = EXPORT_FORMATS
 PARITY_TOLERANCE = 1e-5  # largest allowed |p_export - p_torch| over the check batch
 PARITY_IMAGES = 64  # MNIST test images in the parity check
 METADATA_FILE = "mnist_classifier.json"  # TorchScript extra file holding the metadata

@@ -37,12 +37,11 @@ from ..errors import (
     MissingExtraError,
     MnistClassifierError,
 )
+from . import BACKENDS
 from .image_io import MNIST_SIDE
 from .prepare import Prepared, is_tensor, prepare_image
 
 __all__ = ["BACKENDS", "Prediction", "Predictor", "load_predictor"]
-
-BACKENDS = ("torch", "onnx")
 
 
 @dataclass
