@@ -79,3 +79,118 @@ def test_evaluate_refuses_a_corrupt_checkpoint_in_one_line(tmp_path):
     with pytest.raises(CheckpointError) as info:
         mnist_classifier.evaluate(bad)
     assert "\n" not in str(info.value) and "bad.pt" in str(info.value)
+
+
+# --------------------------------------------------------------------- every field checked
+
+
+def _valid(name="mlp-128"):
+    return build_checkpoint(
+        create_model(name), model_name=name, model_kwargs={}, mean=0.1307, std=0.3081,
+        config={"model": name}, metrics=None,
+    )  # fmt: skip
+
+
+def _set(ckpt, dotted, value):
+    *parents, last = dotted.split(".")
+    target = ckpt
+    for key in parents:
+        target = target[key]
+    target[last] = value
+
+
+MALFORMED = {
+    "std zero": ("normalization.std", 0.0, "std must be a positive"),
+    "std negative": ("normalization.std", -1.0, "std must be a positive"),
+    "std nan": ("normalization.std", float("nan"), "std must be a positive"),
+    "std a string": ("normalization.std", "0.3", "std must be a positive"),
+    "mean missing": ("normalization.mean", None, "mean must be a finite"),
+    "normalization None": ("normalization", None, "'normalization' must be a dict"),
+    "model a string": ("model", "mlp-128", "'model' must be a dict"),
+    "model name an int": ("model.name", 3, "model name must be a non-empty string"),
+    "kwargs a list": ("model.kwargs", [1, 2], "model kwargs must be a dict"),
+    "kwargs bad value": ("model.kwargs", {"hidden": "wide"}, "cannot be built"),
+    "state_dict a list": ("state_dict", [1, 2], "'state_dict' must be a non-empty dict"),
+    "state_dict empty": ("state_dict", {}, "'state_dict' must be a non-empty dict"),
+    "state_dict value not a tensor": ("state_dict", {"w": 1.0}, "not a named tensor"),
+    "format_version a string": ("format_version", "1", "format_version must be a whole number"),
+    "format_version zero": ("format_version", 0, "format_version must be a whole number"),
+    "format_version newer": ("format_version", 99, "newer than this package"),
+    "class_names short": ("class_names", ["0", "1"], "class_names must be a list"),
+    "config a list": ("config", [1], "'config' must be a dict"),
+    "metrics a string": ("metrics", "great", "'metrics' must be a dict"),
+    "package_version an int": ("package_version", 3, "package_version must be a string"),
+}
+
+
+@pytest.mark.parametrize("field,value,message", MALFORMED.values(), ids=list(MALFORMED))
+def test_a_malformed_field_is_one_line(tmp_path, field, value, message):
+    from mnist_classifier.models.deployed import deployed_from_checkpoint
+
+    ckpt = _valid()
+    _set(ckpt, field, value)
+    path = save_checkpoint(tmp_path / "odd.pt", ckpt)
+    with pytest.raises(CheckpointError, match=message) as info:
+        deployed_from_checkpoint(load_checkpoint(path))
+    assert "\n" not in str(info.value) and "odd.pt" in str(info.value)
+
+
+def test_declared_arguments_are_checked_before_anything_is_allocated(tmp_path, monkeypatch):
+    # A width of 2**16 would need about 150 GB of weights: refused from the meta build.
+    ckpt = _valid("cnn-small")
+    ckpt["model"]["kwargs"] = {"width": 2**16}
+    path = save_checkpoint(tmp_path / "wide.pt", ckpt)
+    with pytest.raises(CheckpointError, match=r"wide\.pt: weights do not fit .*wrong shape"):
+        model_from_checkpoint(load_checkpoint(path))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_at_load_time(tmp_path, bad):
+    ckpt = _valid()
+    first = next(iter(ckpt["state_dict"]))
+    ckpt["state_dict"][first][0, 0] = bad
+    path = save_checkpoint(tmp_path / "nan.pt", ckpt)
+    with pytest.raises(CheckpointError, match=rf"nan\.pt: weight '{first}' holds NaN or infinite"):
+        load_checkpoint(path)
+    from mnist_classifier.inference.predictor import load_predictor
+
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_predictor(path)
+
+
+def test_predict_refuses_a_nan_checkpoint_in_one_line(tmp_path, capsys):
+    from mnist_classifier.cli import main
+
+    ckpt = _valid()
+    for tensor in ckpt["state_dict"].values():
+        tensor.fill_(float("nan"))
+    path = save_checkpoint(tmp_path / "nan.pt", ckpt)
+    image = tmp_path / "seven.png"
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(picture).line([(8, 6), (20, 6), (12, 22)], fill=255, width=3)
+    picture.save(image)
+    assert main(["predict", str(path), str(image)]) == 1
+    out, err = capsys.readouterr()
+    assert "nan%" not in out and "unsure" not in out
+    assert err.count("\n") == 1 and "NaN or infinite" in err
+
+
+def test_saving_on_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from mnist_classifier.errors import DiskFullError
+
+    path = save_checkpoint(tmp_path / "model.pt", _valid())
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError, match=r"model\.pt: cannot be written, no space left"):
+        save_checkpoint(path, _valid("mlp-128-64"))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"], "no temporary file left"

@@ -8,6 +8,8 @@ traceback.
 
 from __future__ import annotations
 
+import errno
+import os
 from functools import partial
 from typing import Any, Literal, get_args
 
@@ -80,6 +82,24 @@ class TrainingInterrupted(MnistClassifierError):
 
 class RunFolderError(MnistClassifierError):
     """A run folder is missing, or a file in it is missing, corrupt or cannot be written."""
+
+
+class DiskFullError(MnistClassifierError, OSError):
+    """A file could not be written because its file system is full (or over its quota).
+
+    Also an :class:`OSError` (errno ``ENOSPC`` or ``EDQUOT``), so code that treats any
+    unwritable file alike (an optional cache, for example) keeps doing so.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], code: int = errno.ENOSPC) -> None:
+        reason = "disk quota exceeded" if code == errno.EDQUOT else "no space left on device"
+        super().__init__(code, reason, os.fspath(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot be written, {self.strerror}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.filename, self.errno))
 
 
 class MissingExtraError(MnistClassifierError):

@@ -9,9 +9,11 @@ the training state (optimizer, scheduler, RNG states, history, position) used by
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -19,7 +21,7 @@ from torch import nn
 from .. import __version__
 from ..data.format import CLASS_NAMES
 from ..errors import CheckpointError, ConfigError
-from ..fileio import atomic_path
+from ..fileio import atomic_write_bytes
 from ..run_folder import RunFolder
 from .registry import create_model
 
@@ -55,10 +57,16 @@ def build_checkpoint(
 
 
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename).
+
+    The checkpoint is serialised in memory first and written by Python: torch's own
+    file writer reports a full disk as an assertion from C++, this way it is one
+    :class:`~mnist_classifier.errors.DiskFullError` naming ``path``.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
     return path
 
 
@@ -82,28 +90,128 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mnist-classifier checkpoint")
-    if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format {ckpt.get('format_version')} is newer than this "
-            f"package understands ({FORMAT_VERSION}); upgrade mnist-classifier"
+    check_checkpoint(ckpt, str(path))
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def _shown(value: object) -> str:
+    """A short repr of a (possibly hostile) value for an error message."""
+    text = repr(value) if isinstance(value, (str, int, float, bool, type(None))) else ""
+    return text[:40] if text else type(value).__name__
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_checkpoint(ckpt: dict[str, Any], where: str) -> None:
+    """Check every field of a loaded checkpoint dict; raise a one-line CheckpointError.
+
+    Refuses what would crash later or predict nonsense: a version that is not a whole
+    number, a model that is not ``{"name": str, "kwargs": dict}``, weights that are not
+    a dict of named tensors or hold NaN or infinite values, a normalisation whose
+    ``std`` is not a positive finite number, and mistyped optional entries.
+    """
+
+    def refuse(message: str) -> NoReturn:
+        raise CheckpointError(f"{where}: {message}")
+
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        refuse(f"format_version must be a whole number from 1, found {_shown(version)}")
+    if version > FORMAT_VERSION:
+        refuse(
+            f"checkpoint format {version} is newer than this package understands "
+            f"({FORMAT_VERSION}); upgrade mnist-classifier"
         )
     for key in ("model", "state_dict", "normalization"):
         if key not in ckpt:
-            raise CheckpointError(f"{path}: checkpoint lacks its {key!r} entry")
-    ckpt["path"] = str(path)
-    return ckpt
+            refuse(f"checkpoint lacks its {key!r} entry")
+
+    model = ckpt["model"]
+    if not isinstance(model, dict):
+        refuse(f"'model' must be a dict with a name and kwargs, found {_shown(model)}")
+    name = model.get("name")
+    if not isinstance(name, str) or not name:
+        refuse(f"model name must be a non-empty string, found {_shown(name)}")
+    kwargs = model.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        refuse(f"model kwargs must be a dict with string keys, found {_shown(kwargs)}")
+
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not state:
+        refuse(f"'state_dict' must be a non-empty dict of tensors, found {_shown(state)}")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            refuse(f"'state_dict' entry {_shown(key)} is not a named tensor")
+        if (value.is_floating_point() or value.is_complex()) and not bool(
+            torch.isfinite(value).all()
+        ):
+            refuse(f"weight {key!r} holds NaN or infinite values; the model cannot predict")
+
+    norm = ckpt["normalization"]
+    if not isinstance(norm, dict):
+        refuse(f"'normalization' must be a dict with mean and std, found {_shown(norm)}")
+    mean, std = norm.get("mean"), norm.get("std")
+    if not _is_real(mean) or not math.isfinite(mean):
+        refuse(f"normalization mean must be a finite number, found {_shown(mean)}")
+    if not _is_real(std) or not math.isfinite(std) or std <= 0:
+        refuse(f"normalization std must be a positive finite number, found {_shown(std)}")
+
+    names = ckpt.get("class_names")
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) != len(CLASS_NAMES)
+        or not all(isinstance(n, str) for n in names)
+    ):
+        refuse(f"class_names must be a list of {len(CLASS_NAMES)} strings")
+    for key in ("config", "metrics", "training"):
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
+            refuse(f"{key!r} must be a dict, found {_shown(ckpt[key])}")
+    version_text = ckpt.get("package_version")
+    if version_text is not None and not isinstance(version_text, str):
+        refuse(f"package_version must be a string, found {_shown(version_text)}")
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild the declared model, load its weights, and put it in eval mode on ``device``."""
     where = ckpt.get("path", "checkpoint")
     name = ckpt["model"].get("name")
+    kwargs = ckpt["model"].get("kwargs", {})
+    state = ckpt["state_dict"]
+    # Built first without memory (the meta device), so that declared arguments whose
+    # weights would not fit (or would take gigabytes) are refused before anything is allocated.
     try:
-        model = create_model(name, **ckpt["model"].get("kwargs", {}))
+        with torch.device("meta"):
+            shapes = {
+                k: tuple(v.shape) for k, v in create_model(name, **kwargs).state_dict().items()
+            }
     except ConfigError as exc:
         raise CheckpointError(f"{where}: declares a model that cannot be built ({exc})") from None
+    except Exception as exc:  # hostile arguments: whatever the factory raises
+        raise CheckpointError(
+            f"{where}: declares a model that cannot be built ({type(exc).__name__})"
+        ) from None
+    missing = sorted(set(shapes) - set(state))
+    unexpected = sorted(set(state) - set(shapes))
+    wrong = [k for k in shapes if k in state and tuple(state[k].shape) != shapes[k]]
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape", wrong),
+            )
+            if keys
+        )
+        raise CheckpointError(
+            f"{where}: weights do not fit the declared model {name!r} ({detail[:200]})"
+        )
+    model = create_model(name, **kwargs)
     try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
+        model.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])[:200]
