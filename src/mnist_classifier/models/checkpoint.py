@@ -13,7 +13,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 import torch
 from torch import nn
@@ -101,7 +101,7 @@ def _shown(value: object) -> str:
     return text[:40] if text else type(value).__name__
 
 
-def _is_real(value: object) -> bool:
+def _is_real(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
