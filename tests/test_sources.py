@@ -155,6 +155,48 @@ def test_damaged_cache_falls_back_to_decoding(
     assert load_dataset(folder, cache_dir=cache).from_cache  # repaired
 
 
+@pytest.mark.parametrize("stem", [FILE_STEMS["train"][0], FILE_STEMS["test"][1]])
+def test_a_zeroed_cache_payload_with_its_header_intact_is_rebuilt(
+    make_idx_dataset: MakeDataset, tmp_path: Path, stem: str
+) -> None:
+    folder = make_idx_dataset()
+    cache = tmp_path / "cache"
+    first = load_dataset(folder, cache_dir=cache)
+    (entry,) = cache.iterdir()
+    npy = entry / f"{stem}.npy"
+    raw = bytearray(npy.read_bytes())
+    header = len(raw) - np.load(npy).nbytes  # the .npy header stays as it was
+    raw[header:] = bytes(len(raw) - header)
+    npy.write_bytes(bytes(raw))
+    assert np.load(npy).shape == np.load(npy).shape  # still a well-formed array file
+    again = load_dataset(folder, cache_dir=cache)
+    assert not again.from_cache
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(again, name), getattr(first, name)), name
+    assert load_dataset(folder, cache_dir=cache).from_cache  # rebuilt
+
+
+def test_a_cache_entry_that_cannot_be_completed_is_removed(
+    make_idx_dataset: MakeDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    folder = make_idx_dataset()
+    cache = tmp_path / "cache"
+    real_fsync, calls = os.fsync, []
+
+    def full_after_two(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_after_two)
+    ds = load_dataset(folder, cache_dir=cache)  # the cache is optional: no error
+    assert not ds.from_cache and len(ds.train_labels) == 50
+    assert list(cache.rglob("*")) == [], "no half-written entry or temporary file is left"
+
+
 def test_unwritable_cache_dir_falls_back_to_decoding(
     make_idx_dataset: MakeDataset, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ metadata with :func:`read_metadata`); the export functions do.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -87,7 +88,7 @@ def export_onnx(
     import torch
 
     try:
-        import onnx
+        import onnx  # noqa: F401  (the exporter needs it)
         import onnxruntime as ort
     except ImportError:
         raise MissingExtraError("onnx", "onnx and onnxruntime", "ONNX export") from None
@@ -125,7 +126,7 @@ def export_onnx(
 
     pixels = _check_pixels()
     with atomic_path(out) as tmp:
-        onnx.save_model(proto, os.fspath(tmp))
+        tmp.write_bytes(proto.SerializeToString())
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
@@ -169,10 +170,16 @@ def export_torchscript(
     except Exception as exc:
         raise ExportError(f"{source}: TorchScript export failed ({_first_line(exc)})") from None
     pixels = _check_pixels()
+    # Serialised in memory and written by Python: torch.jit.save's own file writer aborts
+    # the process when the disk is full; this way it is one DiskFullError naming the file.
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(traced, buffer, _extra_files={METADATA_FILE: metadata})
     with atomic_path(out) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.jit.save(traced, os.fspath(tmp), _extra_files={METADATA_FILE: metadata})
             loaded = torch.jit.load(os.fspath(tmp), map_location="cpu")
 
         def run(x: np.ndarray) -> np.ndarray:
