@@ -12,23 +12,25 @@ The layout (docs/ARCHITECTURE.md has what each file holds)::
 
     config.json  history.csv  metrics.json  predictions.npz  report.html
     checkpoints/best.pt  checkpoints/last.pt  plots/*.png
+    .lock        held (flock) by the one process training into the folder
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .data.format import NUM_CLASSES
 from .errors import RunFolderError
-from .fileio import atomic_path, atomic_write_text
+from .fileio import TEMP_SUFFIX, atomic_path, atomic_write_text, temp_prefix
 
 if TYPE_CHECKING:  # numpy is imported by the two functions that need it: the CLI's --help
     import numpy as np  # reads the file names from here
@@ -45,6 +47,7 @@ REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_NAMES = ("best", "last")  # checkpoints/<name>.pt
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,83 @@ class RunFolder:
     def last(self) -> Path:
         return self.checkpoint("last")
 
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
+
+    def training_files(self) -> tuple[Path, ...]:
+        """The files a training process writes (and so the only temporaries it may clean)."""
+        return (
+            self.config, self.history, self.metrics, self.predictions,
+            *(self.checkpoint(name) for name in CHECKPOINT_NAMES),
+        )  # fmt: skip
+
     def holds_run(self) -> bool:
         """True once training has started writing here (a config or a checkpoint folder)."""
         return self.config.exists() or self.checkpoints.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The training lock
+
+
+@contextlib.contextmanager
+def lock_run_folder(run: RunFolder) -> Iterator[list[Path]]:
+    """Hold the run folder for one training process, or refuse in one line.
+
+    Creates the folder, takes an exclusive ``flock`` on its ``.lock`` file (released
+    by the kernel when the process ends, however it ends, so a restarted process can
+    always take it again), then removes the temporary files a killed writer left
+    behind (:func:`remove_stale_temporaries`) and yields them. A second process
+    asking for the same folder gets a :class:`RunFolderError` naming it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): nothing to hold
+        yield remove_stale_temporaries(run)
+        return
+    created = not run.root.exists()
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunFolderError(f"{run.root}: cannot be used ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            by = f" (process {holder})" if holder.isdigit() else ""
+            raise RunFolderError(
+                f"{run.root}: another training is using this run folder{by}; "
+                "wait for it to end or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield remove_stale_temporaries(run)
+        except BaseException:
+            if created and not run.holds_run():  # failed before writing anything: no trace
+                with contextlib.suppress(OSError):
+                    run.lock.unlink()
+                    run.root.rmdir()
+            raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_temporaries(run: RunFolder) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXXXX.tmp``) of the training files that a
+    killed process left behind; returns those removed. Call it holding the lock."""
+    removed = []
+    for target in run.training_files():
+        if not target.parent.is_dir():
+            continue
+        for tmp in target.parent.glob(f"{temp_prefix(target)}*{TEMP_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------

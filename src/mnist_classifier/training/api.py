@@ -12,7 +12,7 @@ from ..data.sources import Dataset
 from ..errors import ConfigError
 from ..evaluation.scoring import evaluate
 from ..models.checkpoint import load_checkpoint
-from ..run_folder import RunFolder
+from ..run_folder import RunFolder, lock_run_folder
 from .configure import default_run_dir, make_config
 from .loop import StepHook, Trainer
 from .run import Run
@@ -42,11 +42,12 @@ def train(
         return _resume(Path(resume), logger, step_hook, dataset, overrides)
     cfg = make_config(config, recipe=recipe, **overrides)
     run_dir = Path(out) if out is not None else default_run_dir(cfg)
-    if RunFolder(run_dir).holds_run():
-        raise ConfigError(
-            f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --out"
-        )
-    Trainer(cfg, run_dir, log=logger, step_hook=step_hook, dataset=dataset).fit()
+    with lock_run_folder(RunFolder(run_dir)):  # one training per run folder
+        if RunFolder(run_dir).holds_run():
+            raise ConfigError(
+                f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --out"
+            )
+        Trainer(cfg, run_dir, log=logger, step_hook=step_hook, dataset=dataset).fit()
     return Run.load(run_dir)
 
 
@@ -60,6 +61,18 @@ def _resume(
     run = RunFolder(run_dir)
     if not run.last.is_file():
         raise ConfigError(f"{run_dir}: nothing to resume (no last checkpoint in it)")
+    with lock_run_folder(run):
+        return _resume_locked(run, log, step_hook, dataset, overrides)
+
+
+def _resume_locked(
+    run: RunFolder,
+    log: Callable[[str], None],
+    step_hook: StepHook | None,
+    dataset: Dataset | None,
+    overrides: dict[str, Any],
+) -> Run:
+    run_dir = run.root
     ckpt = load_checkpoint(run.last)
     state = ckpt.get("training") or {}
     if ckpt.get("metrics") and run.metrics.is_file():

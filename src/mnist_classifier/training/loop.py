@@ -4,7 +4,7 @@
 into a run folder (written through :mod:`mnist_classifier.run_folder`). The state
 needed to continue exactly where it stopped (weights, optimizer, schedule, RNG
 states, position in the epoch: :mod:`.state`) is saved in the last checkpoint after
-every epoch and on Ctrl-C, so a resumed run ends with the same weights as an
+every epoch and on Ctrl-C or SIGTERM, so a resumed run ends with the same weights as an
 uninterrupted one. Optimizers and schedules are built by :mod:`.optim`; validation
 and test scores come from :mod:`mnist_classifier.evaluation.scoring`.
 """
@@ -287,10 +287,10 @@ class Trainer:
                 f"{len(self.train_split):,} train / {len(self.val_split):,} validation images, "
                 f"{cfg.epochs} epochs of {self.steps_per_epoch} steps (batch {cfg.batch_size})"
             )
-        if self.progress.at_start:
-            self.save_last()  # a run killed in its first epoch can still be resumed
         stopped_early = False
         with self._sigint_at_step_boundary():
+            if self.progress.at_start:
+                self.save_last()  # a run killed in its first epoch can still be resumed
             while self.progress.epochs_done < cfg.epochs and not stopped_early:
                 stopped_early = self._run_epoch()
             try:
@@ -303,21 +303,23 @@ class Trainer:
 
     @contextlib.contextmanager
     def _sigint_at_step_boundary(self) -> Iterator[None]:
-        """Turn the first Ctrl-C into a request honoured between two steps (a second one
-        interrupts at once), so the saved state is always that of a whole step."""
+        """Turn the first Ctrl-C or SIGTERM into a request honoured between two steps (a
+        second one interrupts at once), so the saved state is always that of a whole step."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handler(signum: int, frame: Any) -> None:
             self.interrupt_requested = True
-            signal.signal(signal.SIGINT, previous)
+            for sig, before in previous.items():
+                signal.signal(sig, before)
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, before in previous.items():
+                signal.signal(sig, before)
 
     def _run_epoch(self) -> bool:
         """Train and validate one epoch, save checkpoints; True when early stopping triggers."""
