@@ -8,7 +8,14 @@ from typing import Any
 
 from ..run_folder import REPORT_FILE
 from .data import add_data_dir
-from .options import add_device, add_threads, add_training_choices, training_default
+from .options import (
+    add_device,
+    add_model_args,
+    add_threads,
+    add_training_choices,
+    parse_model_args,
+    training_default,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +35,7 @@ def register(subparsers: Any) -> None:
         "--model",
         help=f"registered model name (see `mnist-classifier models`), default {d('model')}",
     )
+    add_model_args(opt)
     opt("--lr", type=float, help=f"(peak) learning rate, default {d('lr'):g}")
     opt("--weight-decay", type=float, help=f"default {d('weight_decay'):g}")
     opt("--batch-size", type=int, help=f"default {d('batch_size')}")
@@ -86,16 +94,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.api import train
 
     overrides = {key: getattr(args, key) for key in TRAIN_KEYS}
+    model_args = parse_model_args(args.model_arg)
     if args.resume:
-        if args.recipe or args.config or args.out:
+        if args.recipe or args.config or args.out or model_args:
             from ..errors import ConfigError
 
             raise ConfigError(
-                "--resume takes the run's stored config; drop --recipe/--config/--out"
+                "--resume takes the run's stored config; drop --recipe/--config/--out/--model-arg"
             )
         run = train(resume=args.resume, **overrides)
     else:
-        run = train(args.config, out=args.out, recipe=args.recipe, **overrides)
+        run = train(
+            args.config, out=args.out, recipe=args.recipe, model_args=model_args, **overrides
+        )
     if not args.no_report:
         from ..evaluation.report import write_report
 
@@ -120,14 +131,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..models.registry import count_parameters, create_model, describe_model, list_models
+    from ..models.registry import (
+        count_parameters,
+        create_model,
+        describe_model,
+        list_models,
+        model_arguments,
+    )
 
     names = list_models()
     width = max(len(n) for n in names)
-    print(f"{'model':<{width}}  {'parameters':>10}  description")
+    print(f"{'model':<{width}}  {'parameters':>10}  description [arguments]")
     for name in names:
         params = count_parameters(create_model(name))
-        print(f"{name:<{width}}  {params:>10,}  {describe_model(name)}")
+        arguments = ", ".join(
+            f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+            for k, v in model_arguments(name).items()
+        )
+        print(f"{name:<{width}}  {params:>10,}  {describe_model(name)} [{arguments}]")
     return 0
 
 
