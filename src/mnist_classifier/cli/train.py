@@ -25,10 +25,36 @@ def register(subparsers: Any) -> None:
         description="Train a classifier. Defaults are the seed recipe; a --recipe or --config "
         "sets a starting point and flags override it.",
     )
+    add_training_options(train)
+    opt = train.add_argument
+    opt("--out", metavar="DIR", help="run folder (default runs/<recipe-or-model>-<time>)")
+    opt("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    opt("--no-report", action="store_true", help=f"skip the plots and {REPORT_FILE} at the end")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="test-set metrics of a run or checkpoint (a classification report)"
+    )
+    evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    add_data_dir(evaluate)
+    add_device(evaluate)
+    add_threads(evaluate, default=None, default_text="one per core")
+    evaluate.add_argument("--json", action="store_true", help="write the metrics as JSON to stdout")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    models = subparsers.add_parser("models", help="list the registered models")
+    models.set_defaults(func=cmd_models)
+
+    recipes = subparsers.add_parser("recipes", help="list the named training recipes")
+    recipes.set_defaults(func=cmd_recipes)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The flags that set training config keys (shared by ``train`` and ``tune``)."""
     from ..training.recipes import RECIPES
 
     d = training_default
-    opt = train.add_argument
+    opt = parser.add_argument
     add_training_choices(opt, list(RECIPES))
     opt("--config", metavar="FILE", help="TOML file setting any config key")
     opt(
@@ -55,32 +81,14 @@ def register(subparsers: Any) -> None:
     )
     opt("--patience", type=int, help="early stopping after N epochs without a better val loss")
     opt("--seed", type=int, help=f"default {d('seed')}")
-    add_device(train, default=None)
+    add_device(parser, default=None)
     add_threads(
-        train, default=None, default_text="1 for fully connected models on a CPU, else one per core"
+        parser,
+        default=None,
+        default_text="1 for fully connected models on a CPU, else one per core",
     )
     opt("--limit-train", type=int, help="train on the first N training images only")
-    opt("--out", metavar="DIR", help="run folder (default runs/<recipe-or-model>-<time>)")
-    opt("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
-    opt("--no-report", action="store_true", help=f"skip the plots and {REPORT_FILE} at the end")
-    add_data_dir(train)
-    train.set_defaults(func=cmd_train)
-
-    evaluate = subparsers.add_parser(
-        "evaluate", help="test-set metrics of a run or checkpoint (a classification report)"
-    )
-    evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    add_data_dir(evaluate)
-    add_device(evaluate)
-    add_threads(evaluate, default=None, default_text="one per core")
-    evaluate.add_argument("--json", action="store_true", help="write the metrics as JSON to stdout")
-    evaluate.set_defaults(func=cmd_evaluate)
-
-    models = subparsers.add_parser("models", help="list the registered models")
-    models.set_defaults(func=cmd_models)
-
-    recipes = subparsers.add_parser("recipes", help="list the named training recipes")
-    recipes.set_defaults(func=cmd_recipes)
+    add_data_dir(parser)
 
 
 TRAIN_KEYS = (
