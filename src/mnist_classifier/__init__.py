@@ -20,6 +20,7 @@ _API = {
     "register_model": "mnist_classifier.models.registry",
     "TrainConfig": "mnist_classifier.config",
     "train": "mnist_classifier.training.api",
+    "tune": "mnist_classifier.tuning.study",
     "evaluate": "mnist_classifier.evaluation.scoring",
     "Run": "mnist_classifier.training.run",
     "load_checkpoint": "mnist_classifier.models.checkpoint",

@@ -22,6 +22,7 @@ quiet_openmp_waiters()  # before torch is imported (see runtime.py)
 COMMAND_MODULES = (
     "mnist_classifier.cli.data",
     "mnist_classifier.cli.train",
+    "mnist_classifier.cli.tune",
     "mnist_classifier.cli.predict",
     "mnist_classifier.cli.report",
     "mnist_classifier.cli.serve",

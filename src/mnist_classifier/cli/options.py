@@ -88,6 +88,54 @@ def add_training_choices(opt: Any, recipes: list[str]) -> None:
     )
 
 
+def add_model_args(opt: Any) -> None:
+    """``--model-arg KEY=VALUE`` (repeatable): one argument of the chosen model."""
+    opt(
+        "--model-arg",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        dest="model_arg",
+        help="an argument of the model, repeatable: hidden=256,128 (a list), dropout=0.1, "
+        "batch_norm=true, width=24; `mnist-classifier models` lists each model's arguments",
+    )
+
+
+def _scalar(text: str) -> Any:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_model_args(items: list[str] | None) -> dict[str, Any] | None:
+    """``["hidden=256,128", "dropout=0.1"]`` -> ``{"hidden": [256, 128], "dropout": 0.1}``.
+
+    A value with a comma is a list; numbers, ``true`` and ``false`` are read as such. The
+    model itself checks the keys and values (one line naming the key, exit 2)."""
+    if not items:
+        return None
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not key.isidentifier():
+            raise ConfigError(f"--model-arg {item!r}: expected KEY=VALUE, such as dropout=0.1")
+        if not text.strip():
+            raise ConfigError(f"--model-arg {key}: no value given")
+        if "," in text:
+            parts = [p for p in text.split(",") if p.strip()]
+            values[key] = [_scalar(p) for p in parts]
+        else:
+            values[key] = _scalar(text)
+    return values
+
+
 def training_default(name: str) -> Any:
     """The seed recipe's value of a TrainConfig field, for help texts."""
     return getattr(_DEFAULTS, name)

@@ -8,7 +8,14 @@ from typing import Any
 
 from ..run_folder import REPORT_FILE
 from .data import add_data_dir
-from .options import add_device, add_threads, add_training_choices, training_default
+from .options import (
+    add_device,
+    add_model_args,
+    add_threads,
+    add_training_choices,
+    parse_model_args,
+    training_default,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -18,44 +25,11 @@ def register(subparsers: Any) -> None:
         description="Train a classifier. Defaults are the seed recipe; a --recipe or --config "
         "sets a starting point and flags override it.",
     )
-    from ..training.recipes import RECIPES
-
-    d = training_default
+    add_training_options(train)
     opt = train.add_argument
-    add_training_choices(opt, list(RECIPES))
-    opt("--config", metavar="FILE", help="TOML file setting any config key")
-    opt(
-        "--model",
-        help=f"registered model name (see `mnist-classifier models`), default {d('model')}",
-    )
-    opt("--lr", type=float, help=f"(peak) learning rate, default {d('lr'):g}")
-    opt("--weight-decay", type=float, help=f"default {d('weight_decay'):g}")
-    opt("--batch-size", type=int, help=f"default {d('batch_size')}")
-    opt("--epochs", type=int, help=f"default {d('epochs')}")
-    opt(
-        "--val-fraction",
-        type=float,
-        help=f"share held out for validation, default {d('val_fraction'):g}",
-    )
-    opt("--label-smoothing", type=float, help=f"default {d('label_smoothing'):g}")
-    opt("--ema", type=float, help="decay of a weight average used for evaluation, 0 = off")
-    opt(
-        "--tta",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="test-time augmentation at evaluation (--no-tta turns a recipe's off)",
-    )
-    opt("--patience", type=int, help="early stopping after N epochs without a better val loss")
-    opt("--seed", type=int, help=f"default {d('seed')}")
-    add_device(train, default=None)
-    add_threads(
-        train, default=None, default_text="1 for fully connected models on a CPU, else one per core"
-    )
-    opt("--limit-train", type=int, help="train on the first N training images only")
     opt("--out", metavar="DIR", help="run folder (default runs/<recipe-or-model>-<time>)")
     opt("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     opt("--no-report", action="store_true", help=f"skip the plots and {REPORT_FILE} at the end")
-    add_data_dir(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = subparsers.add_parser(
@@ -75,6 +49,48 @@ def register(subparsers: Any) -> None:
     recipes.set_defaults(func=cmd_recipes)
 
 
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The flags that set training config keys (shared by ``train`` and ``tune``)."""
+    from ..training.recipes import RECIPES
+
+    d = training_default
+    opt = parser.add_argument
+    add_training_choices(opt, list(RECIPES))
+    opt("--config", metavar="FILE", help="TOML file setting any config key")
+    opt(
+        "--model",
+        help=f"registered model name (see `mnist-classifier models`), default {d('model')}",
+    )
+    add_model_args(opt)
+    opt("--lr", type=float, help=f"(peak) learning rate, default {d('lr'):g}")
+    opt("--weight-decay", type=float, help=f"default {d('weight_decay'):g}")
+    opt("--batch-size", type=int, help=f"default {d('batch_size')}")
+    opt("--epochs", type=int, help=f"default {d('epochs')}")
+    opt(
+        "--val-fraction",
+        type=float,
+        help=f"share held out for validation, default {d('val_fraction'):g}",
+    )
+    opt("--label-smoothing", type=float, help=f"default {d('label_smoothing'):g}")
+    opt("--ema", type=float, help="decay of a weight average used for evaluation, 0 = off")
+    opt(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time augmentation at evaluation (--no-tta turns a recipe's off)",
+    )
+    opt("--patience", type=int, help="early stopping after N epochs without a better val loss")
+    opt("--seed", type=int, help=f"default {d('seed')}")
+    add_device(parser, default=None)
+    add_threads(
+        parser,
+        default=None,
+        default_text="1 for fully connected models on a CPU, else one per core",
+    )
+    opt("--limit-train", type=int, help="train on the first N training images only")
+    add_data_dir(parser)
+
+
 TRAIN_KEYS = (
     "model", "optimizer", "lr", "weight_decay", "batch_size", "epochs", "val_fraction",
     "schedule", "label_smoothing", "augment", "ema", "tta", "patience", "seed", "device",
@@ -86,16 +102,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.api import train
 
     overrides = {key: getattr(args, key) for key in TRAIN_KEYS}
+    model_args = parse_model_args(args.model_arg)
     if args.resume:
-        if args.recipe or args.config or args.out:
+        if args.recipe or args.config or args.out or model_args:
             from ..errors import ConfigError
 
             raise ConfigError(
-                "--resume takes the run's stored config; drop --recipe/--config/--out"
+                "--resume takes the run's stored config; drop --recipe/--config/--out/--model-arg"
             )
         run = train(resume=args.resume, **overrides)
     else:
-        run = train(args.config, out=args.out, recipe=args.recipe, **overrides)
+        run = train(
+            args.config, out=args.out, recipe=args.recipe, model_args=model_args, **overrides
+        )
     if not args.no_report:
         from ..evaluation.report import write_report
 
@@ -120,14 +139,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..models.registry import count_parameters, create_model, describe_model, list_models
+    from ..models.registry import (
+        count_parameters,
+        create_model,
+        describe_model,
+        list_models,
+        model_arguments,
+    )
 
     names = list_models()
     width = max(len(n) for n in names)
-    print(f"{'model':<{width}}  {'parameters':>10}  description")
+    print(f"{'model':<{width}}  {'parameters':>10}  description [arguments]")
     for name in names:
         params = count_parameters(create_model(name))
-        print(f"{name:<{width}}  {params:>10,}  {describe_model(name)}")
+        arguments = ", ".join(
+            f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+            for k, v in model_arguments(name).items()
+        )
+        print(f"{name:<{width}}  {params:>10,}  {describe_model(name)} [{arguments}]")
     return 0
 
 

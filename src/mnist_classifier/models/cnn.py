@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register_model
+from .registry import check_fraction, check_width, register_model
 
 
 def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -82,14 +82,15 @@ class CNN(nn.Module):
 
 @register_model("cnn-tiny", "3 stride-2 conv-bn blocks (16-32-64 channels), linear")
 def cnn_tiny(width: int = 16) -> TinyCNN:
-    return TinyCNN(width=width)
+    return TinyCNN(width=check_width("width", width))
 
 
 @register_model("cnn-small", "3 conv-bn blocks (16-32-64 channels), max pooling, linear")
 def cnn_small(width: int = 16) -> SmallCNN:
-    return SmallCNN(width=width)
+    return SmallCNN(width=check_width("width", width))
 
 
 @register_model("cnn", "5 conv-bn layers (32-32-64-64-128), global max pooling, dropout, linear")
 def cnn(width: int = 32, dropout: float = 0.1) -> CNN:
-    return CNN(width=width, dropout=dropout)
+    """``width``: channels of the first stage (the others use 2x and 4x)."""
+    return CNN(width=check_width("width", width), dropout=check_fraction("dropout", dropout))

@@ -8,6 +8,7 @@ that want probabilities.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -60,12 +61,46 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     factory = _REGISTRY.get(name)
     if factory is None:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    accepted = model_arguments(name)
+    unknown = [key for key in kwargs if key not in accepted]
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no arguments"
+        raise ConfigError(
+            f"model {name!r} does not accept the argument {unknown[0]!r} (it takes: {takes})"
+        )
     try:
         return factory(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"model {name!r} does not accept these arguments: {exc}") from None
     except (ValueError, RuntimeError) as exc:
-        raise ConfigError(f"model {name!r} cannot be built with {kwargs}: {exc}") from None
+        raise ConfigError(f"model {name!r}: {exc}") from None
+
+
+def model_arguments(name: str) -> dict[str, Any]:
+    """The arguments model ``name`` takes, with their defaults (``--model-arg`` keys)."""
+    _ensure_builtins()
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    return {
+        p.name: p.default
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def check_width(key: str, value: Any) -> int:
+    """A layer width or channel count: a positive whole number (ValueError naming ``key``)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def check_fraction(key: str, value: Any) -> float:
+    """A dropout rate: a number in [0, 1) (ValueError naming ``key``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{key} must be a number in [0, 1), got {value!r}")
+    return float(value)
 
 
 def uses_convolutions(model: nn.Module) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..evaluation.scoring import evaluate
 from ..models.checkpoint import load_checkpoint
 from ..run_folder import RunFolder, lock_run_folder
+from .callbacks import Callback
 from .configure import default_run_dir, make_config
 from .loop import StepHook, Trainer
 from .run import Run
@@ -29,6 +30,8 @@ def train(
     log: Callable[[str], None] | None = print,
     step_hook: StepHook | None = None,
     dataset: Dataset | None = None,
+    callbacks: Sequence[Callback] = (),
+    evaluate_test: bool = True,
     **overrides: Any,
 ) -> Run:
     """Train a model and return its :class:`Run`.
@@ -36,10 +39,13 @@ def train(
     ``mnist_classifier.train(model="cnn", epochs=3)`` trains into ``runs/<name>``;
     ``train(resume="runs/NAME")`` continues an interrupted run from its last checkpoint.
     ``dataset`` replaces the data named by the config (an in-memory :class:`Dataset`).
+    ``callbacks`` follow training (:mod:`.callbacks`); ``evaluate_test=False`` keeps the test
+    set out of the run (no test metrics, no ``metrics.json``: what tuning trials do).
     """
+    extra: dict[str, Any] = {"callbacks": callbacks, "evaluate_test": evaluate_test}
     logger = log if log is not None else (lambda _msg: None)
     if resume is not None:
-        return _resume(Path(resume), logger, step_hook, dataset, overrides)
+        return _resume(Path(resume), logger, step_hook, dataset, overrides, extra)
     cfg = make_config(config, recipe=recipe, **overrides)
     run_dir = Path(out) if out is not None else default_run_dir(cfg)
     with lock_run_folder(RunFolder(run_dir)):  # one training per run folder
@@ -47,7 +53,7 @@ def train(
             raise ConfigError(
                 f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --out"
             )
-        Trainer(cfg, run_dir, log=logger, step_hook=step_hook, dataset=dataset).fit()
+        Trainer(cfg, run_dir, log=logger, step_hook=step_hook, dataset=dataset, **extra).fit()
     return Run.load(run_dir)
 
 
@@ -57,12 +63,13 @@ def _resume(
     step_hook: StepHook | None,
     dataset: Dataset | None,
     overrides: dict[str, Any],
+    extra: dict[str, Any],
 ) -> Run:
     run = RunFolder(run_dir)
     if not run.last.is_file():
         raise ConfigError(f"{run_dir}: nothing to resume (no last checkpoint in it)")
     with lock_run_folder(run):
-        return _resume_locked(run, log, step_hook, dataset, overrides)
+        return _resume_locked(run, log, step_hook, dataset, overrides, extra)
 
 
 def _resume_locked(
@@ -71,6 +78,7 @@ def _resume_locked(
     step_hook: StepHook | None,
     dataset: Dataset | None,
     overrides: dict[str, Any],
+    extra: dict[str, Any],
 ) -> Run:
     run_dir = run.root
     ckpt = load_checkpoint(run.last)
@@ -82,10 +90,10 @@ def _resume_locked(
     allowed = {"device", "threads"}
     changed = {k: v for k, v in overrides.items() if v is not None}
     if set(changed) - allowed:
-        extra = ", ".join(sorted(set(changed) - allowed))
-        raise ConfigError(f"--resume continues the stored config; cannot change {extra}")
+        refused = ", ".join(sorted(set(changed) - allowed))
+        raise ConfigError(f"--resume continues the stored config; cannot change {refused}")
     cfg = cfg.updated(changed, source="arguments")
-    trainer = Trainer(cfg, run_dir, log=log, step_hook=step_hook, dataset=dataset)
+    trainer = Trainer(cfg, run_dir, log=log, step_hook=step_hook, dataset=dataset, **extra)
     trainer.restore(ckpt)
     log(
         f"resuming {run_dir} at epoch {state.get('epochs_done', 0) + 1}, "

@@ -15,9 +15,13 @@ def make_config(
     config: TrainConfig | dict[str, Any] | str | os.PathLike[str] | None = None,
     *,
     recipe: str | None = None,
+    model_args: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> TrainConfig:
-    """Defaults, then a recipe, then a config (object, dict or TOML file), then keyword overrides."""
+    """Defaults, then a recipe, then a config (object, dict or TOML file), then keyword overrides.
+
+    ``model_args`` (``--model-arg``) update the composed config's model arguments key by key.
+    """
     cfg = TrainConfig()
     file_values: dict[str, Any] = {}
     source = "config"
@@ -38,6 +42,8 @@ def make_config(
     if cfg.model != preset_model and not ({"model_kwargs"} & (set(file_values) | set(given))):
         # The preset's model arguments belong to the preset's model, not to the one chosen now.
         cfg = cfg.updated({"model_kwargs": {}})
+    if model_args:
+        cfg = cfg.updated({"model_kwargs": {**cfg.model_kwargs, **model_args}})
     return cfg.validate()
 
 

@@ -16,7 +16,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,10 +34,10 @@ from ..evaluation.scoring import evaluate_split
 from ..models.channels_last import as_model_input, is_channels_last, prepare_for_cpu
 from ..models.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from ..models.registry import count_parameters, create_model, uses_convolutions
-from ..run_folder import RunFolder, write_config, write_history, write_metrics, write_predictions
+from ..run_folder import RunFolder, write_config, write_metrics, write_predictions
 from ..runtime import resolve_device, set_threads, training_threads
+from .callbacks import Callback, CallbackList, HistoryWriter, ProgressBar
 from .optim import WeightAverage, build_optimizer, build_scheduler
-from .progress import EpochProgress
 from .state import Progress, Stateful, restore_state, save_state
 
 StepHook = Callable[[int, int], None]  # (epoch, step) -> None, called before each step
@@ -64,12 +64,21 @@ class Trainer:
         log: Callable[[str], None] = print,
         stream: TextIO | None = None,
         step_hook: StepHook | None = None,
+        callbacks: Sequence[Callback] = (),
+        evaluate_test: bool = True,
     ) -> None:
+        """``callbacks`` follow training (:mod:`.callbacks`); ``history.csv`` and the progress
+        bar are written by callbacks of their own, always first. ``evaluate_test=False`` keeps
+        the test set out of the run entirely (tuning trials): no test metrics, no predictions
+        and no ``metrics.json`` are written; the best checkpoint carries validation metrics."""
         self.cfg = cfg.validate()
         self.run = RunFolder(Path(out))
         self.log = log
         self.stream = stream
         self.step_hook = step_hook
+        self.callbacks = CallbackList([HistoryWriter(), ProgressBar(stream), *callbacks])
+        self.evaluate_test = evaluate_test
+        self.stop_reason: str | None = None
         self.device = resolve_device(cfg.device)
         self.dataset = dataset if dataset is not None else load_dataset(cfg.data_dir)
         self.mean, self.std = self.dataset.mean, self.dataset.std
@@ -104,6 +113,10 @@ class Trainer:
         self.progress = Progress(epoch_generator_state=self.generator.get_state())
         self.restored_generator_state: torch.Tensor | None = None
         self.interrupt_requested = False
+
+    def request_stop(self, reason: str) -> None:
+        """Finish the run after the current epoch (for callbacks: a budget, a plateau)."""
+        self.stop_reason = reason
 
     # -------------------------------------------------------------- checkpoints
 
@@ -199,8 +212,7 @@ class Trainer:
         check_every = 1 if self.device.type == "cpu" else 25
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        progress = EpochProgress(epoch, cfg.epochs, self.steps_per_epoch, self.stream)
-        n = len(self.train_split)
+        callbacks = self.callbacks
         start_step = self.progress.step_in_epoch
         try:
             for step in range(start_step, self.steps_per_epoch):
@@ -237,20 +249,10 @@ class Trainer:
                 loss_sum += loss.detach() * yb.shape[0]
                 correct += (logits.detach().argmax(1) == yb).sum()
                 self.progress.step_in_epoch = step + 1
-                if progress.wants_updates and step % 20 == 0:
-                    seen = (
-                        self.progress.partial["seen"]
-                        + min((step + 1) * cfg.batch_size, n)
-                        - min(start_step * cfg.batch_size, n)
-                    )
-                    progress.update(
-                        step + 1, (self.progress.partial["loss_sum"] + loss_sum.item()) / seen
-                    )
+                callbacks.on_step(self, epoch, step + 1, loss)
         except KeyboardInterrupt:
             self._fold_partial(loss_sum, correct, start_step)
             raise
-        finally:
-            progress.close()
         self._fold_partial(loss_sum, correct, start_step)
         seen = self.progress.partial["seen"]
         return self.progress.partial["loss_sum"] / max(seen, 1), self.progress.partial[
@@ -288,18 +290,24 @@ class Trainer:
                 f"{cfg.epochs} epochs of {self.steps_per_epoch} steps (batch {cfg.batch_size})"
             )
         stopped_early = False
-        with self._sigint_at_step_boundary():
-            if self.progress.at_start:
-                self.save_last()  # a run killed in its first epoch can still be resumed
-            while self.progress.epochs_done < cfg.epochs and not stopped_early:
-                stopped_early = self._run_epoch()
-            try:
-                return self.finish(params)
-            except KeyboardInterrupt:
-                raise TrainingInterrupted(
-                    f"interrupted during the final evaluation; finish it with: "
-                    f"mnist-classifier train --resume {self.run.root}"
-                ) from None
+        try:
+            with self._sigint_at_step_boundary():
+                if self.progress.at_start:
+                    self.save_last()  # a run killed in its first epoch can still be resumed
+                self.callbacks.on_train_start(self)
+                while self.progress.epochs_done < cfg.epochs and not stopped_early:
+                    stopped_early = self._run_epoch()
+                try:
+                    metrics = self.finish(params)
+                except KeyboardInterrupt:
+                    raise TrainingInterrupted(
+                        f"interrupted during the final evaluation; finish it with: "
+                        f"mnist-classifier train --resume {self.run.root}"
+                    ) from None
+                self.callbacks.on_train_end(self, metrics)
+                return metrics
+        finally:
+            self.callbacks.on_exit(self)
 
     @contextlib.contextmanager
     def _sigint_at_step_boundary(self) -> Iterator[None]:
@@ -327,6 +335,7 @@ class Trainer:
         stopped_early = False
         epoch = self.progress.epochs_done + 1
         started = time.perf_counter()
+        self.callbacks.on_epoch_start(self, epoch)
         try:
             train_loss, train_acc = self._train_epoch(epoch)
         except KeyboardInterrupt:
@@ -345,17 +354,16 @@ class Trainer:
         )
         self.progress.train_seconds += time.perf_counter() - started
         lr = self.optimizer.param_groups[0]["lr"]
-        self.progress.history.append(
-            {
-                "epoch": epoch,
-                "train_loss": round(train_loss, 6),
-                "train_acc": round(train_acc, 6),
-                "val_loss": round(val_loss, 6),
-                "val_acc": round(val_acc, 6),
-                "lr": lr,
-                "seconds": round(self.progress.train_seconds, 3),
-            }
-        )
+        row = {
+            "epoch": epoch,
+            "train_loss": round(train_loss, 6),
+            "train_acc": round(train_acc, 6),
+            "val_loss": round(val_loss, 6),
+            "val_acc": round(val_acc, 6),
+            "lr": lr,
+            "seconds": round(self.progress.train_seconds, 3),
+        }
+        self.progress.history.append(row)
         self.progress.epochs_done = epoch
         self.progress.start_epoch(self.generator.get_state())
         improved = val_acc > self.progress.best["val_acc"] or (
@@ -378,7 +386,6 @@ class Trainer:
                 self.progress.bad_epochs += 1
                 stopped_early = self.progress.bad_epochs >= cfg.patience
         self.save_last()
-        write_history(self.run, self.progress.history)
         self.log(
             f"epoch {epoch:>3}/{cfg.epochs}  train loss {train_loss:.4f} acc {percent(train_acc)}  "
             f"val loss {val_loss:.4f} acc {percent(val_acc)}  "
@@ -386,7 +393,42 @@ class Trainer:
         )
         if stopped_early:
             self.log(f"early stop: validation loss has not improved for {cfg.patience} epochs")
+        self.callbacks.on_epoch_end(self, epoch, dict(row))
+        if self.stop_reason is not None and not stopped_early:
+            self.log(self.stop_reason)
+            stopped_early = True
         return stopped_early
+
+    def _summary(self, params: int) -> dict[str, Any]:
+        return {
+            "model": self.cfg.model,
+            "parameters": params,
+            "epochs_run": self.progress.epochs_done,
+            "best_epoch": int(self.progress.best["epoch"]),
+            "train_seconds": round(self.progress.train_seconds, 3),
+            "device": self.device.type,
+            "threads": torch.get_num_threads(),
+            "package_version": __version__,
+        }
+
+    def _finish_without_test(
+        self, best: dict[str, Any], params: int, val_loss: float, val_lp: torch.Tensor
+    ) -> dict[str, Any]:
+        """The end of a run kept away from the test set: validation metrics in the checkpoints."""
+        metrics = self._summary(params)
+        metrics["val"] = split_metrics(
+            self.val_split.labels.cpu().numpy(), val_lp.exp().numpy(), val_loss
+        )
+        best["metrics"] = metrics
+        best.pop("path", None)
+        save_checkpoint(self.run.best, best)
+        self.save_last(metrics)
+        self.log(
+            f"validation accuracy {percent(metrics['val']['accuracy'])}  loss {val_loss:.4f}  "
+            f"(best epoch {self.progress.best['epoch']}, {self.progress.train_seconds:.1f}s of "
+            "training; the test set was not used)"
+        )
+        return metrics
 
     def finish(self, params: int) -> dict[str, Any]:
         """Evaluate the best checkpoint on validation and test; write metrics and predictions."""
@@ -398,6 +440,8 @@ class Trainer:
         val_loss, _, val_lp = evaluate_split(
             eval_model, self.val_split, self.mean, self.std, cfg.eval_batch_size, cfg.tta
         )
+        if not self.evaluate_test:
+            return self._finish_without_test(best, params, val_loss, val_lp)
         test_loss, _, test_lp = evaluate_split(
             eval_model, self.test_split, self.mean, self.std, cfg.eval_batch_size, cfg.tta
         )

@@ -1,0 +1,1 @@
+"""Hyper-parameter studies: search spaces, study storage and workers (Optuna, the ``tune`` extra)."""
