@@ -10,13 +10,14 @@ imported only by this command.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import ipaddress
 import socket
 import sys
 from typing import Any
 
-from ..errors import MissingExtraError, MnistClassifierError
+from ..errors import ConfigError, MissingExtraError, MnistClassifierError
 from ..runtime import SERVE_THREADS
 from .options import add_backend, add_device, add_threads
 
@@ -50,7 +51,47 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
     )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (scheme://host[:port]) call the API, with CORS "
+        "headers; repeat for several. Requests from any other origin are refused (403)",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a host name the server answers to (the Host header; *.example.com for "
+        "subdomains, * for any); repeat for several. Default: localhost, 127.0.0.1 and ::1 "
+        "when listening on loopback (so DNS rebinding cannot reach it), any otherwise",
+    )
+    defaults = _default_limits()
+    serve.add_argument(
+        "--read-timeout",
+        type=float,
+        default=defaults.header_timeout,
+        metavar="SECONDS",
+        help="the longest wait for a request's headers, or for the next piece of its body "
+        f"(default: {defaults.header_timeout:g}); slower clients get 408 and are disconnected",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        metavar="N",
+        help=f"connections open at once (default: {defaults.max_connections}); more are "
+        "answered 503 and closed",
+    )
     serve.set_defaults(func=cmd_serve)
+
+
+def _default_limits() -> Any:
+    from ..serving.limits import ServerLimits  # numpy and Pillow, not FastAPI
+
+    return ServerLimits()
 
 
 def require_serve_extra() -> None:
@@ -99,8 +140,47 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def allowed_hosts(host: str, chosen: list[str] | None) -> list[str] | None:
+    """The Host names to answer to: those chosen, else loopback's names on loopback, else any."""
+    if chosen:
+        return chosen
+    if _is_loopback(host):
+        return sorted({"localhost", "127.0.0.1", "::1", host.strip("[]").lower()})
+    return None
+
+
+def return_freed_memory() -> None:
+    """Have glibc give large freed blocks back to the system at once (uploads are large).
+
+    By default glibc raises its mmap threshold after the first large block is freed, so
+    later request bodies come from the heap and stay in the process after the client has
+    gone. A fixed threshold keeps every block over 128 KiB in its own mapping, returned on
+    free. Nothing happens with another C library.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        return
+    if mallopt is not None:
+        m_mmap_threshold = -3
+        mallopt(m_mmap_threshold, 128 * 1024)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     require_serve_extra()
+    from ..serving.security import normalise_origin
+
+    for origin in args.cors_origin:
+        normalise_origin(origin)  # a bad one is a usage error before the model loads
+    if not args.read_timeout > 0:
+        raise ConfigError(f"--read-timeout must be more than 0 seconds, got {args.read_timeout:g}")
+    if args.max_connections < 1:
+        raise ConfigError(f"--max-connections must be at least 1, got {args.max_connections}")
     from ..inference.predictor import load_predictor
 
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
@@ -115,8 +195,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serving.app import create_app
+    from ..serving.protocol import guarded_protocol
 
-    app = create_app(predictor)
+    limits = dataclasses.replace(
+        _default_limits(),
+        header_timeout=args.read_timeout,
+        body_idle_timeout=args.read_timeout,
+        max_connections=args.max_connections,
+    )
+    app = create_app(
+        predictor,
+        limits=limits,
+        cors_origins=args.cors_origin,
+        allowed_hosts=allowed_hosts(args.host, args.allowed_host),
+    )
     print(
         f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}",
         flush=True,
@@ -132,8 +224,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app,
         log_level="info",
         access_log=not args.no_access_log,
-        timeout_graceful_shutdown=5,
+        # Requests in flight when stopping are finished (drained) before the server exits.
+        timeout_graceful_shutdown=limits.shutdown_drain,
+        http=guarded_protocol(limits),
     )
+    return_freed_memory()
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

@@ -1,10 +1,14 @@
 """Reading user images: any path, bytes, file object, PIL image or array -> one upright 8-bit image.
 
-:func:`load_image` accepts every format Pillow reads, applies EXIF orientation, scales
-16-bit, 32-bit and float greyscale to 8 bits, flattens transparency onto the colour that
-makes it look like paper, downscales large images to ``MAX_SIDE`` and refuses images over
-``MAX_PIXELS`` from their header, before decoding. Every failure is an
-:class:`~mnist_classifier.errors.ImageError` naming the image.
+:func:`load_image` opens encoded images in the formats of ``ACCEPTED_FORMATS`` only (PNG,
+JPEG, BMP, GIF, TIFF, WebP, recognised from their content whatever the name says: no other
+Pillow plugin, and so no external program such as Ghostscript, ever sees user data),
+applies EXIF orientation, scales 16-bit, 32-bit and float greyscale to 8 bits (after
+downscaling them, so the conversion works on at most ``MAX_SIDE`` pixels a side), flattens
+transparency onto the colour that makes it look like paper, downscales large images to
+``MAX_SIDE`` and refuses images over ``MAX_PIXELS`` or ``MAX_DECODED_BYTES`` from their
+header, before decoding. Every failure is an :class:`~mnist_classifier.errors.ImageError`
+naming the image; its message never carries a decoder's internal paths or commands.
 
 Only numpy and Pillow are used, so the ONNX Runtime path can use this module.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,9 +28,27 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..data.format import IMAGE_SIDE
 from ..errors import ImageError
 
-__all__ = ["MAX_PIXELS", "MAX_SIDE", "MNIST_SIDE", "ImageSource", "default_name", "load_image"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "MAX_DECODED_BYTES",
+    "MAX_PIXELS",
+    "MAX_SIDE",
+    "MNIST_SIDE",
+    "ImageSource",
+    "decoded_bytes",
+    "default_name",
+    "load_image",
+    "probe_decoded_bytes",
+]
 
+# The encoded formats load_image opens (Pillow's plugin names), whatever a file's name or
+# Content-Type says; anything else is refused as unsupported before a plugin decodes it.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+ACCEPTED_FORMATS_TEXT = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 MAX_PIXELS = 40_000_000  # more pixels than this (read from the header) is refused undecoded
+# More decoded bytes than this (width x height x bytes per pixel in memory, from the header)
+# is refused undecoded: a 33-megapixel RGB photo fits, a 40-megapixel float32 TIFF does not.
+MAX_DECODED_BYTES = 128 * 1024 * 1024
 MAX_SIDE = 2048  # larger images are downscaled on load so the longest side is this many pixels
 MNIST_SIDE = IMAGE_SIDE  # the field the model sees, in pixels (data/format.py)
 
@@ -39,12 +62,13 @@ def load_image(source: ImageSource, *, name: str | None = None) -> Image.Image:
     """Open ``source`` as an upright 8-bit image (mode ``L`` or ``RGB``) with no alpha channel.
 
     ``source`` may be a path, bytes, a binary file object, a PIL image, or a numpy
-    array (H, W), (H, W, 3) or (H, W, 4) of uint8, uint16 or floats in [0, 1]. Any
-    format Pillow reads works (PNG, JPEG, BMP, GIF, TIFF, WebP, ...); of an animation
-    only the first frame is used. EXIF orientation is applied; 16-bit and 32-bit
-    greyscale is scaled to 8 bits; images whose longest side exceeds ``MAX_SIDE`` are
-    downscaled; images over ``MAX_PIXELS`` are refused from their header, before any
-    pixel is decoded.
+    array (H, W), (H, W, 3) or (H, W, 4) of uint8, uint16 or floats in [0, 1]. Encoded
+    images must be in one of ``ACCEPTED_FORMATS`` (PNG, JPEG, BMP, GIF, TIFF, WebP),
+    recognised from the content, not the name; of an animation only the first frame is
+    used. EXIF orientation is applied; 16-bit and 32-bit greyscale is scaled to 8 bits;
+    images whose longest side exceeds ``MAX_SIDE`` are downscaled (deep ones before they
+    are converted); images over ``MAX_PIXELS`` or ``MAX_DECODED_BYTES`` are refused from
+    their header, before any pixel is decoded.
 
     Transparency is flattened onto the colour that makes the transparent part look
     like paper: when the opaque pixels cover less than half of the image they are
@@ -53,8 +77,8 @@ def load_image(source: ImageSource, *, name: str | None = None) -> Image.Image:
     paper, and the background takes the paper's side (white behind light paper).
 
     Raises :class:`ImageError` naming the file (``name``, else the path, else
-    ``"<upload>"``) for a missing or empty file, data that is not an image, a
-    truncated or corrupt file, or too many pixels.
+    ``"<upload>"``) for a missing or empty file, data that is not an image in an accepted
+    format, a truncated or corrupt file, or too many pixels or decoded bytes.
     """
     label = name or default_name(source)
     if isinstance(source, Image.Image):
@@ -135,8 +159,70 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+# What looks like a file system path inside a decoder's message (POSIX or Windows).
+_PATH_LIKE = re.compile(r"(?<![^\s'\"(=])(?:[A-Za-z]:)?[\\/][^\s'\",;()]*")
+_DETAIL_MAX = 120
+
+
+def public_detail(exc: BaseException) -> str:
+    """A decoder's message, fit to show a remote client: one line, paths cut out, short."""
+    text = _PATH_LIKE.sub("<path>", one_line(exc))
+    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
+
+
 def _corrupt(label: str, exc: BaseException) -> ImageError:
-    return ImageError(f"{label}: truncated or corrupt image ({one_line(exc)})", reason="unreadable")
+    return ImageError(
+        f"{label}: truncated or corrupt image ({public_detail(exc)})", reason="unreadable"
+    )
+
+
+def _unsupported(label: str) -> ImageError:
+    return ImageError(
+        f"{label}: not an image in an accepted format ({ACCEPTED_FORMATS_TEXT})",
+        reason="unsupported_format",
+    )
+
+
+def decoded_bytes(size: tuple[int, int], mode: str) -> int:
+    """Bytes Pillow holds for an image of ``size`` in ``mode`` once decoded.
+
+    1-bit, 8-bit greyscale and palette images take a byte a pixel, 16-bit greyscale two;
+    everything else (RGB included) four.
+    """
+    width, height = size
+    per_pixel = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    return max(width, 0) * max(height, 0) * per_pixel
+
+
+def _check_decoded_bytes(size: tuple[int, int], mode: str, label: str) -> None:
+    needed = decoded_bytes(size, mode)
+    if needed > MAX_DECODED_BYTES:
+        width, height = size
+        raise ImageError(
+            f"{label}: too large to decode ({width}x{height} {mode} needs"
+            f" {needed / 2**20:.0f} MiB; the limit is {MAX_DECODED_BYTES / 2**20:g} MiB)",
+            reason="too_large",
+        )
+
+
+def probe_decoded_bytes(data: bytes) -> int:
+    """The memory ``load_image(data)`` would decode into, from the header alone (0 if unreadable).
+
+    Cheap (no pixel is decoded): callers use it to budget and schedule work.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as im:
+            _draft_jpeg(im)
+            return decoded_bytes(im.size, im.mode)
+    except Exception:  # not an image, or a corrupt header: load_image will say which
+        return 0
+
+
+def _draft_jpeg(im: Image.Image) -> None:
+    """Have a large JPEG decode at 1/2, 1/4 or 1/8 scale when that still leaves >= MAX_SIDE."""
+    if im.format == "JPEG" and max(im.size) > MAX_SIDE:
+        k = MAX_SIDE / max(im.size)
+        im.draft(None, (math.ceil(im.width * k), math.ceil(im.height * k)))
 
 
 def _check_pixels(size: tuple[int, int], label: str) -> None:
@@ -156,24 +242,22 @@ def _decode(fp: IO[bytes], label: str) -> Image.Image:
     # error above twice that) is left as it is; MAX_PIXELS is lower, so any image it would
     # let through is refused below from the header size, before decoding.
     try:
-        im = Image.open(fp)
+        im = Image.open(fp, formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError:
         limit = f"over {MAX_PIXELS / 1e6:g} megapixels"
         raise ImageError(f"{label}: too many pixels ({limit})", reason="too_large") from None
     except UnidentifiedImageError:
-        raise ImageError(
-            f"{label}: not an image (unrecognised format)", reason="unsupported_format"
-        ) from None
+        raise _unsupported(label) from None
     except Exception as exc:  # corrupt headers make plugins raise many kinds of errors
         raise ImageError(
-            f"{label}: corrupt image header ({one_line(exc)})", reason="unreadable"
+            f"{label}: corrupt image header ({public_detail(exc)})", reason="unreadable"
         ) from None
     with im:
+        if im.format not in ACCEPTED_FORMATS:  # (a plugin's factory chose another class)
+            raise _unsupported(label)
         _check_pixels(im.size, label)
-        if im.format == "JPEG" and max(im.size) > MAX_SIDE:
-            # Decode at 1/2, 1/4 or 1/8 scale straight away when that is still >= MAX_SIDE.
-            k = MAX_SIDE / max(im.size)
-            im.draft(None, (math.ceil(im.width * k), math.ceil(im.height * k)))
+        _draft_jpeg(im)
+        _check_decoded_bytes(im.size, im.mode, label)
         try:
             im.load()
         except Exception as exc:  # truncated or corrupt pixel data
@@ -184,6 +268,13 @@ def _decode(fp: IO[bytes], label: str) -> Image.Image:
 def _normalise(im: Image.Image, label: str) -> Image.Image:
     """Upright, 8-bit, at most MAX_SIDE, alpha flattened: mode L or RGB."""
     _check_pixels(im.size, label)
+    if _is_deep(im.mode) and max(im.size) > MAX_SIDE:
+        # Shrink 16-bit, 32-bit and float images while still in their own mode: converting
+        # first would copy every pixel into float64 arrays (8 bytes each, several times).
+        try:
+            im = _fit(im, Image.Resampling.BOX)
+        except Exception as exc:
+            raise _corrupt(label, exc) from None
     try:
         upright = ImageOps.exif_transpose(im)
     except Exception:  # a corrupt EXIF block: keep the pixels as stored
@@ -214,7 +305,7 @@ def _to_8bit(im: Image.Image, label: str) -> Image.Image:
         return im.convert("LA")
     if mode == "RGBa":
         return im.convert("RGBA")
-    if mode.startswith("I") or mode == "F":
+    if _is_deep(mode):
         return Image.fromarray(_scale_deep(np.asarray(im), mode))
     try:
         return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
@@ -222,6 +313,18 @@ def _to_8bit(im: Image.Image, label: str) -> Image.Image:
         raise ImageError(
             f"{label}: unsupported image mode {mode} ({one_line(exc)})", reason="unreadable"
         ) from None
+
+
+def _is_deep(mode: str) -> bool:
+    """16-bit, 32-bit integer or float greyscale."""
+    return mode.startswith("I") or mode == "F"
+
+
+def _fit(im: Image.Image, resample: Image.Resampling) -> Image.Image:
+    """``im`` shrunk so that its longest side is MAX_SIDE, aspect kept."""
+    k = MAX_SIDE / max(im.size)
+    size = (max(1, round(im.width * k)), max(1, round(im.height * k)))
+    return im.resize(size, resample)
 
 
 def _scale_deep(values: np.ndarray, mode: str) -> np.ndarray:
@@ -232,22 +335,27 @@ def _scale_deep(values: np.ndarray, mode: str) -> np.ndarray:
     anything else is stretched from its minimum to its maximum. ``F`` within [0, 1]
     is scaled by 255, within [0, 255] taken as is, else stretched.
     """
-    a = values.astype(np.float64)
+    # float32 and in-place arithmetic: one working copy of the pixels, 4 bytes each.
+    a = values.astype(np.float32)
     if mode.startswith("I;16"):
-        a = a / 257.0
+        a /= 257.0
     else:
-        finite = np.isfinite(a)
-        a = np.where(finite, a, 0.0)
+        a[~np.isfinite(a)] = 0.0
         lo, hi = float(a.min()), float(a.max())
         if mode == "F" and lo >= 0.0 and hi <= 1.0:
-            a = a * 255.0
+            a *= 255.0
         elif lo >= 0.0 and hi <= 255.0:
             pass
         elif mode != "F" and lo >= 0.0 and hi <= 65535.0:
-            a = a / 257.0
+            a /= 257.0
+        elif hi > lo:
+            a -= lo
+            a *= 255.0 / (hi - lo)
         else:
-            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
-    return np.clip(np.round(a), 0, 255).astype(np.uint8)
+            a[...] = 0.0
+    np.rint(a, out=a)
+    np.clip(a, 0, 255, out=a)
+    return a.astype(np.uint8)
 
 
 def _from_array(a: np.ndarray, label: str) -> Image.Image:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageError, MnistClassifierError
-from .image_io import MNIST_SIDE, default_name, load_image, one_line, unit_floats_to_uint8
+from .image_io import MNIST_SIDE, default_name, load_image, public_detail, unit_floats_to_uint8
 from .preprocess import preprocess
 
 __all__ = ["Prepared", "mnist_style_pixels", "prepare_image"]
@@ -65,7 +65,7 @@ def prepare_image(source: Any, *, name: str | None = None, as_is: bool = False) 
     except MnistClassifierError:
         raise
     except Exception as exc:  # a decoder bug must not sink the other inputs
-        message = f"{label}: cannot be processed ({type(exc).__name__}: {one_line(exc)})"
+        message = f"{label}: cannot be processed ({type(exc).__name__}: {public_detail(exc)})"
         raise ImageError(message, reason="unexpected") from exc
 
 

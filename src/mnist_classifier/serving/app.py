@@ -39,7 +39,8 @@ time), so the event loop keeps answering while a batch is being classified.
 
 from __future__ import annotations
 
-import os
+import logging
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
@@ -52,6 +53,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .body_limit import BodySizeLimit
+from .limits import ServerLimits
 from .requests import (
     ApiError,
     Outcome,
@@ -64,6 +66,7 @@ from .requests import (
     read_single,
     validation_message,
 )
+from .scheduling import AnswerWhenCancelled, WorkLanes, decode_cost
 from .schemas import (
     BATCH_BODY_DOC,
     ERROR_RESPONSES,
@@ -76,9 +79,11 @@ from .schemas import (
     PredictionOut,
     metrics_summary,
 )
+from .security import OriginPolicy
 
 __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "STATIC_DIR", "PredictorLike", "create_app"]
 
+logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 # The page and its assets come only from this server: no CDN, no inline script.
@@ -93,14 +98,27 @@ PAGE_HEADERS = {
 }
 
 
-def create_app(predictor: PredictorLike, *, max_workers: int | None = None) -> FastAPI:
+def create_app(
+    predictor: PredictorLike,
+    *,
+    max_workers: int | None = None,
+    limits: ServerLimits | None = None,
+    cors_origins: Iterable[str] = (),
+    allowed_hosts: Iterable[str] | None = None,
+) -> FastAPI:
     """The FastAPI app serving ``predictor`` (loaded once by the caller, shared by requests).
 
-    ``max_workers`` bounds how many requests preprocess and classify at the same time
-    (default: the number of CPUs, at least 2); others wait their turn without blocking
-    the event loop.
+    ``max_workers`` bounds how many light requests preprocess and classify at the same
+    time (default: the number of CPUs, at least 2; heavy requests, those whose images
+    decode into more than ``limits.light_request_bytes``, get half as many slots of their
+    own); others wait their turn without blocking the event loop. ``limits``: the
+    server's limits (``ServerLimits()`` by default). ``cors_origins``: other web origins
+    allowed to call the API (``scheme://host[:port]``); requests from any other origin
+    are refused. ``allowed_hosts``: the host names the server answers to (``Host``
+    header; ``*.example.com`` matches subdomains); None answers to any.
     """
-    workers = max_workers or max(2, os.cpu_count() or 1)
+    limits = limits or ServerLimits()
+    lanes = WorkLanes(max_workers, limits.light_request_bytes)
     app = FastAPI(
         title="mnist-classifier",
         version=__version__,
@@ -110,14 +128,13 @@ def create_app(predictor: PredictorLike, *, max_workers: int | None = None) -> F
             'Errors are answered as `{"error": "..."}` with a 4xx status.'
         ),
     )
-    limiter: list[anyio.CapacityLimiter] = []  # created on first use, inside the event loop
 
     async def run_classify(sources: list[Source]) -> list[Outcome]:
-        if not limiter:
-            limiter.append(anyio.CapacityLimiter(workers))
-        return await anyio.to_thread.run_sync(
-            partial(classify, predictor, sources), limiter=limiter[0]
-        )
+        # Weighed from the headers (in a thread: parsing hostile headers is work too), then
+        # run in the lane of that weight, within the request's decoding budget.
+        costs = await anyio.to_thread.run_sync(decode_cost, [s.data for s in sources])
+        work = partial(classify, predictor, sources, costs, limits.max_request_decoded_bytes)
+        return await lanes.run(sum(costs), work)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -126,6 +143,11 @@ def create_app(predictor: PredictorLike, *, max_workers: int | None = None) -> F
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled error answering %s", request.url.path, exc_info=exc)
+        return error_response(500, "internal error (logged by the server)")
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -199,5 +221,14 @@ def create_app(predictor: PredictorLike, *, max_workers: int | None = None) -> F
         return items
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=limits.max_body_bytes,
+        max_inflight_bytes=limits.max_inflight_body_bytes,
+        idle_timeout=limits.body_idle_timeout,
+        total_timeout=limits.body_timeout,
+    )
+    # Outermost (added last): who may ask is settled before a body is read.
+    app.add_middleware(OriginPolicy, cors_origins=cors_origins, allowed_hosts=allowed_hosts)
+    app.add_middleware(AnswerWhenCancelled)
     return app

@@ -226,12 +226,31 @@ def _pixels_to_uint8(pixels: list[list[float]]) -> np.ndarray:
     return np.clip(np.rint(np.asarray(pixels, dtype=np.float64)), 0, 255).astype(np.uint8)
 
 
-def classify(predictor: PredictorLike, sources: list[Source]) -> list[Outcome]:
+def classify(
+    predictor: PredictorLike,
+    sources: list[Source],
+    costs: list[int] | None = None,
+    budget: int | None = None,
+) -> list[Outcome]:
     """Preprocess every source, then run the model once on all that could be read.
 
-    Blocking (decoding, numpy, the model): call it from a worker thread.
+    ``costs`` are the bytes each source decodes into (``limits.decode_cost``); once their
+    running total passes ``budget``, the remaining images are refused (413) undecoded, so
+    one request's work stays bounded. Blocking (decoding, numpy, the model): call it from
+    a worker thread.
     """
-    outcomes = [_prepare(source) for source in sources]
+    outcomes = []
+    spent = 0
+    for i, source in enumerate(sources):
+        spent += costs[i] if costs is not None else 0
+        if budget is not None and spent > budget:
+            message = (
+                f"{source.name}: not decoded: the images of this request decode into more than"
+                f" {budget / 2**20:g} MiB together; send fewer or smaller images per request"
+            )
+            outcomes.append(Outcome(source.name, status=413, error=message))
+        else:
+            outcomes.append(_prepare(source))
     ready = [o for o in outcomes if o.error is None]
     if ready:
         batch = np.stack([o.image for o in ready if o.image is not None])
