@@ -118,6 +118,7 @@ MALFORMED = {
     "format_version newer": ("format_version", 99, "newer than this package"),
     "class_names short": ("class_names", ["0", "1"], "class_names must be a list"),
     "config a list": ("config", [1], "'config' must be a dict"),
+    "config tta a tensor": ("config.tta", torch.zeros(0), "config tta must be true or false"),
     "metrics a string": ("metrics", "great", "'metrics' must be a dict"),
     "package_version an int": ("package_version", 3, "package_version must be a string"),
 }

@@ -109,3 +109,10 @@ def test_huge_declared_dimensions_are_reported_not_allocated() -> None:
     with pytest.raises(DataError, match="payload truncated") as info:
         parse_idx(header, "huge")
     assert f"need {(2**32 - 1) ** 4 * 8} bytes" in str(info.value)
+
+
+def test_an_empty_array_with_huge_other_dimensions_is_a_data_error() -> None:
+    # 0 x 2**32-1 x 2**32-1 needs 0 bytes, but numpy cannot shape such an array.
+    data = bytes([0, 0, 0x08, 3]) + (0).to_bytes(4, "big") + (2**32 - 1).to_bytes(4, "big") * 2
+    with pytest.raises(DataError, match="too large for an array"):
+        parse_idx(data, "odd")

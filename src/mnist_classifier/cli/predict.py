@@ -145,7 +145,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if p.ok:
             print(format_line(p, args.top_k, width))
         else:
-            print(f"error: {p.error}", file=sys.stderr)
+            print(f"error: {printable(p.error or '')}", file=sys.stderr)
     if args.csv:
         write_csv(args.csv, results)
     if args.explain:
@@ -164,13 +164,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name shown as ``\\xff`` escapes.
+
+    File names that are not UTF-8 reach Python as lone surrogates (``surrogateescape``);
+    they cannot be written as UTF-8, so they are escaped wherever a name is printed or
+    stored in the CSV, instead of failing the whole output.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def format_line(p: Prediction, k: int, width: int = 0) -> str:
     """``file  digit  confidence  top-k`` for one prediction."""
     digit = str(p.digit) if p.digit is not None else "unsure"
     from ..evaluation.metrics import percent
 
     top = ", ".join(f"{d} {percent(q)}" for d, q in p.top_k(k))
-    return f"{p.name:<{width}}  {digit:>6}  {percent(p.confidence):>7}  top-{k}: {top}"
+    return f"{printable(p.name):<{width}}  {digit:>6}  {percent(p.confidence):>7}  top-{k}: {top}"
 
 
 def write_csv(path: str | os.PathLike[str], results: list[Prediction]) -> None:
@@ -187,7 +197,7 @@ def write_csv(path: str | os.PathLike[str], results: list[Prediction]) -> None:
         probs = [f"{q:.6f}" for q in p.probabilities] or [""] * 10
         digit = "" if p.digit is None else str(p.digit)
         confidence = f"{p.confidence:.6f}" if p.ok else ""
-        writer.writerow([p.name, digit, confidence, *probs, p.error or ""])
+        writer.writerow([printable(p.name), digit, confidence, *probs, printable(p.error or "")])
     atomic_write_text(path, buffer.getvalue())
 
 

@@ -34,8 +34,24 @@ DEFAULT_MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 DEFAULT_TIMEOUT = 30.0  # seconds without data before a mirror counts as failed
+# Decompressed size of each official file (bytes). A gzip stream is never much larger than
+# what it holds, so a download that grows past max_download_bytes(stem) is cut off: a
+# hostile or broken mirror cannot fill the disk with an endless stream.
+OFFICIAL_SIZES: dict[str, int] = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
+}
 _CHUNK = 64 * 1024  # bytes per read
 _SCHEMES = ("http://", "https://", "file://")
+
+
+def max_download_bytes(stem: str) -> int:
+    """The most bytes accepted for ``stem``'s ``.gz``: its content plus deflate's worst-case
+    overhead (a few bytes per 16 kB block) and a header."""
+    size = OFFICIAL_SIZES[stem]
+    return size + size // 1000 + 1024
 
 
 class _MirrorFailed(Exception):
@@ -117,16 +133,22 @@ def _check_mirrors(mirrors: Sequence[str]) -> list[str]:
     return checked
 
 
-def decompressed_md5(path: str | os.PathLike[str]) -> str:
+def decompressed_md5(path: str | os.PathLike[str], limit: int | None = None) -> str:
     """MD5 of the decompressed content of the gzip file ``path``.
 
-    Raises OSError, EOFError or zlib.error when the file is missing or is not
-    complete, valid gzip.
+    With ``limit``, reading stops after a little more than ``limit`` bytes (the digest
+    then cannot match a file of ``limit`` bytes): a small file that inflates to
+    gigabytes costs no more than the real one. Raises OSError, EOFError or zlib.error
+    when the file is missing or is not complete, valid gzip.
     """
     digest = hashlib.md5(usedforsecurity=False)
+    read = 0
     with gzip.open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
+            read += len(chunk)
+            if limit is not None and read > limit:
+                break
     return digest.hexdigest()
 
 
@@ -138,11 +160,13 @@ def is_verified(path: str | os.PathLike[str], stem: str) -> bool:
         return False
 
 
-def _fetch(url: str, out: BinaryIO, name: str, timeout: float, progress: bool) -> Progress | None:
+def _fetch(
+    url: str, out: BinaryIO, name: str, timeout: float, progress: bool, limit: int
+) -> Progress | None:
     """Stream ``url`` into the open file ``out`` and return its (unfinished) progress bar.
 
-    Raises _MirrorFailed on any network or HTTP fault, DataError when ``out``
-    cannot be written.
+    Raises _MirrorFailed on any network or HTTP fault and when the file is (or would
+    be) larger than ``limit`` bytes, DataError when ``out`` cannot be written.
     """
     request = urllib.request.Request(url, headers={"User-Agent": f"mnist-classifier/{__version__}"})
     bar: Progress | None = None
@@ -150,9 +174,13 @@ def _fetch(url: str, out: BinaryIO, name: str, timeout: float, progress: bool) -
         with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length") if response.headers else None
             total = int(length) if length and length.isdigit() else None
+            if total is not None and total > limit:
+                raise _MirrorFailed(f"file is {total} bytes, more than the {limit} expected")
             bar = Progress(name, total) if progress else None
             received = 0
             while chunk := response.read(_CHUNK):
+                if received + len(chunk) > limit:
+                    raise _MirrorFailed(f"stream is larger than the {limit} bytes expected")
                 try:
                     out.write(chunk)
                 except OSError as exc:
@@ -194,7 +222,7 @@ def _reason(exc: BaseException) -> str:
 def _verify(path: Path, stem: str) -> None:
     """Raise _MirrorFailed unless ``path`` is gzip holding the official ``stem`` content."""
     try:
-        digest = decompressed_md5(path)
+        digest = decompressed_md5(path, limit=OFFICIAL_SIZES[stem])
     except (OSError, EOFError, zlib.error) as exc:
         raise _MirrorFailed(f"not valid gzip ({_reason(exc)})") from None
     if digest != sources.MNIST_MD5[stem]:
@@ -240,7 +268,8 @@ def download_mnist(
             try:
                 with atomic_path(target) as tmp:
                     with open(tmp, "wb") as out:
-                        bar = _fetch(url, out, name, timeout, progress)
+                        limit = max_download_bytes(stem)
+                        bar = _fetch(url, out, name, timeout, progress, limit)
                     _verify(tmp, stem)
                     if bar is not None:
                         bar.finish(f"verified, from {base}")

@@ -79,7 +79,11 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(
             f"{name}: payload {what}: dimensions {shape} need {expected} bytes, found {actual}"
         )
-    array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+    try:
+        array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+    except ValueError:  # an empty array whose other dimensions numpy cannot index
+        shape = "x".join(str(d) for d in dims)
+        raise DataError(f"{name}: dimensions {shape} are too large for an array") from None
     return array.astype(dtype.newbyteorder("="), copy=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn, TypeGuard
 
@@ -78,7 +79,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged file's warnings would add lines to the error
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # whatever arbitrary bytes make torch.load raise: not a checkpoint
@@ -169,6 +172,9 @@ def check_checkpoint(ckpt: dict[str, Any], where: str) -> None:
     for key in ("config", "metrics", "training"):
         if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
             refuse(f"{key!r} must be a dict, found {_shown(ckpt[key])}")
+    tta = (ckpt.get("config") or {}).get("tta", False)
+    if not isinstance(tta, bool):
+        refuse(f"config tta must be true or false, found {_shown(tta)}")
     version_text = ckpt.get("package_version")
     if version_text is not None and not isinstance(version_text, str):
         refuse(f"package_version must be a string, found {_shown(version_text)}")

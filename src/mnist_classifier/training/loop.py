@@ -28,7 +28,7 @@ from .. import __version__
 from ..config import TrainConfig
 from ..data.batches import Split, normalize, train_val_split
 from ..data.sources import Dataset, load_dataset
-from ..errors import ConfigError, TrainingError, TrainingInterrupted
+from ..errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from ..evaluation.metrics import percent, split_metrics
 from ..evaluation.scoring import evaluate_split
 from ..models.channels_last import as_model_input, is_channels_last, prepare_for_cpu
@@ -90,6 +90,10 @@ class Trainer:
         self.train_split = train.to(self.device)
         self.val_split = val.to(self.device)
         self.test_split = Split(self.dataset.test_images, self.dataset.test_labels).to(self.device)
+        if len(self.test_split) == 0:
+            raise DataError(
+                f"{self.dataset.source}: the test split is empty; training needs test images"
+            )
 
         torch.manual_seed(cfg.seed)
         self.model = prepare_for_cpu(create_model(cfg.model, **cfg.model_kwargs).to(self.device))
