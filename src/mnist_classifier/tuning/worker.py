@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class WorkerSpec:
     heartbeat: float = DEFAULT_HEARTBEAT
     threads: int = 0  # CPU threads per trial when the config leaves it to the policy; 0 = policy
     quiet: bool = False
-    extra_callbacks: list[Any] = field(default_factory=list)
+    tensorboard: bool = False  # each trial logs for TensorBoard into its run folder
 
 
 def make_pruner(name: str, epochs: int) -> Any:
@@ -146,7 +146,11 @@ def run_trial(
     trial.set_user_attr("run_dir", str(run_dir.resolve()))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("epochs_planned", cfg.epochs)
-    callbacks = [ReportToTrial(trial, spec.metric), *spec.extra_callbacks]
+    callbacks: list[Callback] = [ReportToTrial(trial, spec.metric)]
+    if spec.tensorboard:
+        from ..training.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger())
 
     def trial_log(message: str) -> None:
         log(f"trial {trial.number}: {message}")
