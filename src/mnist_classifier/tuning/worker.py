@@ -100,6 +100,7 @@ class ReportToTrial(Callback):
     def on_epoch_end(self, trainer: Any, epoch: int, row: Mapping[str, float]) -> None:
         self._report(row)
         if epoch < trainer.cfg.epochs and self.trial.should_prune():
+            trainer.log(f"pruned after epoch {epoch} ({self.metric} {row[self.metric]:.4f})")
             raise self.optuna.TrialPruned(f"pruned after epoch {epoch}")
 
 
@@ -205,14 +206,15 @@ def run_worker(spec: WorkerSpec, *, dataset: Any = None, log: Callable[[str], No
 
     space = load_space(spec.space)
     study = load_study(spec)
-    if dataset is None:
-        from ..data.sources import load_dataset
-
-        dataset = load_dataset(spec.base_config.get("data_dir"))
     logger = (lambda _m: None) if spec.quiet else log
+    data: list[Any] = [dataset] if dataset is not None else []
 
     def objective(trial: Any) -> float:
-        return run_trial(trial, spec, space, dataset, logger)
+        if not data:  # loaded once per worker, when its first trial starts
+            from ..data.sources import load_dataset
+
+            data.append(load_dataset(spec.base_config.get("data_dir")))
+        return run_trial(trial, spec, space, data[0], logger)
 
     ran = 0
     while spec.deadline is None or time.time() < spec.deadline:
