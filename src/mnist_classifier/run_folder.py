@@ -45,6 +45,7 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
+TENSORBOARD_DIR = "tensorboard"  # train --tensorboard: event files
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_NAMES = ("best", "last")  # checkpoints/<name>.pt
 LOCK_FILE = ".lock"
@@ -83,6 +84,10 @@ class RunFolder:
     @property
     def plots(self) -> Path:
         return self.root / PLOTS_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD_DIR
 
     @property
     def checkpoints(self) -> Path:

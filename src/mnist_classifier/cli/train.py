@@ -30,6 +30,15 @@ def register(subparsers: Any) -> None:
     opt("--out", metavar="DIR", help="run folder (default runs/<recipe-or-model>-<time>)")
     opt("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     opt("--no-report", action="store_true", help=f"skip the plots and {REPORT_FILE} at the end")
+    opt(
+        "--tensorboard",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="log losses, learning rate, metrics, hyper-parameters and the confusion matrix "
+        "for TensorBoard into DIR (default RUN/tensorboard/); needs the 'tensorboard' extra",
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = subparsers.add_parser(
@@ -103,6 +112,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = {key: getattr(args, key) for key in TRAIN_KEYS}
     model_args = parse_model_args(args.model_arg)
+    callbacks: list[Any] = []
+    if args.tensorboard is not None:
+        from ..training.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(args.tensorboard or None))
     if args.resume:
         if args.recipe or args.config or args.out or model_args:
             from ..errors import ConfigError
@@ -110,10 +124,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--resume takes the run's stored config; drop --recipe/--config/--out/--model-arg"
             )
-        run = train(resume=args.resume, **overrides)
+        run = train(resume=args.resume, callbacks=callbacks, **overrides)
     else:
         run = train(
-            args.config, out=args.out, recipe=args.recipe, model_args=model_args, **overrides
+            args.config,
+            out=args.out,
+            recipe=args.recipe,
+            model_args=model_args,
+            callbacks=callbacks,
+            **overrides,
         )
     if not args.no_report:
         from ..evaluation.report import write_report

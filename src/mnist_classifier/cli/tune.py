@@ -72,6 +72,11 @@ def register(subparsers: Any) -> None:
     )
     opt("--export-best", metavar="FILE", help="write the best trial's config as TOML")
     opt("--quiet-trials", action="store_true", help="no per-epoch lines from the trials")
+    opt(
+        "--tensorboard",
+        action="store_true",
+        help="log every trial for TensorBoard into its run folder (the 'tensorboard' extra)",
+    )
     add_training_options(tune)
     tune.set_defaults(func=cmd_tune)
 
@@ -100,6 +105,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
 
     import_optuna()  # the extra's one-line message before anything else
+    if args.tensorboard:
+        from ..training.tensorboard import check_tensorboard
+
+        check_tensorboard()
     only_outputs = args.n_trials is None and (args.report is not None or args.export_best)
     if only_outputs:
         study, url = open_study(args.study, storage=args.storage, out=args.out)
@@ -120,6 +129,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             out=args.out,
             heartbeat=args.heartbeat,
             quiet_trials=args.quiet_trials,
+            tensorboard=args.tensorboard,
         )
     print()
     for line in leaderboard_lines(summary):

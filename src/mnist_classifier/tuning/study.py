@@ -119,6 +119,7 @@ def tune(
     dataset: Any = None,
     log: Callable[[str], None] = print,
     quiet_trials: bool = False,
+    tensorboard: bool = False,
 ) -> StudySummary:
     """Run the study to ``n_trials`` finished trials with ``jobs`` local worker processes
     (``jobs=1`` works in this process), then summarise it and score the best trial on test."""
@@ -139,6 +140,7 @@ def tune(
         threads=max(1, cores // jobs) if jobs > 1 else 0,
     )
     spec.quiet = quiet_trials
+    spec.tensorboard = tensorboard
     Path(spec.out).mkdir(parents=True, exist_ok=True)
     created = load_study(spec)  # created here once, so that workers only load it
     created.set_user_attr("metric", metric)

@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class WorkerSpec:
     heartbeat: float = DEFAULT_HEARTBEAT
     threads: int = 0  # CPU threads per trial when the config leaves it to the policy; 0 = policy
     quiet: bool = False
-    extra_callbacks: list[Any] = field(default_factory=list)
+    tensorboard: bool = False  # each trial logs for TensorBoard into its run folder
 
 
 def make_pruner(name: str, epochs: int) -> Any:
@@ -100,6 +100,7 @@ class ReportToTrial(Callback):
     def on_epoch_end(self, trainer: Any, epoch: int, row: Mapping[str, float]) -> None:
         self._report(row)
         if epoch < trainer.cfg.epochs and self.trial.should_prune():
+            trainer.log(f"pruned after epoch {epoch} ({self.metric} {row[self.metric]:.4f})")
             raise self.optuna.TrialPruned(f"pruned after epoch {epoch}")
 
 
@@ -146,7 +147,11 @@ def run_trial(
     trial.set_user_attr("run_dir", str(run_dir.resolve()))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("epochs_planned", cfg.epochs)
-    callbacks = [ReportToTrial(trial, spec.metric), *spec.extra_callbacks]
+    callbacks: list[Callback] = [ReportToTrial(trial, spec.metric)]
+    if spec.tensorboard:
+        from ..training.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger())
 
     def trial_log(message: str) -> None:
         log(f"trial {trial.number}: {message}")
@@ -201,14 +206,15 @@ def run_worker(spec: WorkerSpec, *, dataset: Any = None, log: Callable[[str], No
 
     space = load_space(spec.space)
     study = load_study(spec)
-    if dataset is None:
-        from ..data.sources import load_dataset
-
-        dataset = load_dataset(spec.base_config.get("data_dir"))
     logger = (lambda _m: None) if spec.quiet else log
+    data: list[Any] = [dataset] if dataset is not None else []
 
     def objective(trial: Any) -> float:
-        return run_trial(trial, spec, space, dataset, logger)
+        if not data:  # loaded once per worker, when its first trial starts
+            from ..data.sources import load_dataset
+
+            data.append(load_dataset(spec.base_config.get("data_dir")))
+        return run_trial(trial, spec, space, data[0], logger)
 
     ran = 0
     while spec.deadline is None or time.time() < spec.deadline:
