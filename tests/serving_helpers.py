@@ -40,6 +40,15 @@ def running_server(target: str | os.PathLike[str], *args: str) -> Iterator[tuple
     The URL is read from the line the command prints once it listens; the server is
     stopped with SIGINT (as Ctrl-C would) when the block ends.
     """
+    with running_server_process(target, *args) as (url, lines, _):
+        yield url, lines
+
+
+@contextmanager
+def running_server_process(
+    target: str | os.PathLike[str], *args: str
+) -> Iterator[tuple[str, list[str], subprocess.Popen[str]]]:
+    """As :func:`running_server`, also yielding the server's process."""
     cmd = [sys.executable, "-m", "mnist_classifier", "serve", str(target), "--port", "0", *args]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -65,7 +74,7 @@ def running_server(target: str | os.PathLike[str], *args: str) -> Iterator[tuple
             url = None
         if url is None:
             pytest.fail("serve did not start:\n" + "\n".join(lines[-20:]), pytrace=False)
-        yield url, lines
+        yield url, lines, proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

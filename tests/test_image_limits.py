@@ -151,3 +151,17 @@ def test_a_big_jpeg_is_budgeted_at_its_draft_scale():
     assert probe_decoded_bytes(buf.getvalue()) == image_io.decoded_bytes(
         ((MAX_SIDE * 4 + 8) // 4, 16), "RGB"
     )
+
+
+def test_predict_refuses_postscript_named_png_in_one_line(
+    trained_run, tmp_path, capsys, ghostscript_spy
+):
+    from mnist_classifier.cli import main
+
+    (tmp_path / "x.png").write_bytes(EPS)
+    assert main(["predict", str(trained_run), str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "x.png: not an image in an accepted format" in errors[0]
+    assert "Traceback" not in err and "gs" not in err.split()
+    assert ghostscript_spy == []

@@ -62,9 +62,15 @@ def test_pixels_as_given_are_used_as_they_are_unless_blank() -> None:
     prepared = prepare_image(faint, name="pixels", as_is=True)
     assert not prepared.preprocessed
     np.testing.assert_array_equal(prepared.pixels, faint)
-    with pytest.raises(ImageError, match=r"^pixels: no digit found \(every pixel is 7\)$") as e:
-        prepare_image(np.full((28, 28), 7, np.uint8), name="pixels", as_is=True)
-    assert e.value.reason == "no_digit"
+    # Blank: no ink, or no background (the rule the API's schema states).
+    for value in (0, 255):
+        with pytest.raises(
+            ImageError, match=rf"^pixels: no digit found \(every pixel is {value}\)$"
+        ) as e:
+            prepare_image(np.full((28, 28), value, np.uint8), name="pixels", as_is=True)
+        assert e.value.reason == "no_digit"
+    # A uniform grey field has both ink and background by that rule: the model sees it.
+    assert not prepare_image(np.full((28, 28), 7, np.uint8), name="pixels", as_is=True).preprocessed
     with pytest.raises(ImageError, match="uint8 of shape") as e:
         prepare_image(np.zeros((28, 27), np.uint8), name="pixels", as_is=True)
     assert e.value.reason == "bad_input"

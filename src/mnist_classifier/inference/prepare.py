@@ -6,7 +6,8 @@ HTTP server share, so that the two cannot drift apart.
 - Anything else goes through :func:`~mnist_classifier.inference.preprocess.preprocess`:
   the digit is found, fitted into 20x20 and centred by its centre of mass.
 - With ``as_is=True`` the input is MNIST-style pixels by contract (the API's JSON
-  pixels): they are used as they are, and only a blank field is refused.
+  pixels): they are used as they are, and only a blank field (no pixel of ink above 0,
+  or no pixel of background below 255) is refused.
 
 Every failure is an :class:`~mnist_classifier.errors.ImageError` naming the input, with
 its ``reason``; an exception the library did not foresee (a decoder's odd error, a bug)
@@ -100,7 +101,11 @@ def _preprocessed(image: np.ndarray | Image.Image, label: str) -> Prepared:
 
 
 def _as_given(source: Any, label: str) -> Prepared:
-    """MNIST-style pixels used as they are; a blank field holds no digit to name."""
+    """MNIST-style pixels used as they are; a blank field holds no digit to name.
+
+    Blank: every pixel is 0 (no ink) or every pixel is 255 (no background). The API's
+    OpenAPI schema states the same rule, so a schema-valid body is never refused here.
+    """
     a = np.asarray(source)
     if a.dtype != np.uint8 or a.shape != (MNIST_SIDE, MNIST_SIDE):
         raise ImageError(
@@ -108,7 +113,7 @@ def _as_given(source: Any, label: str) -> Prepared:
             reason="bad_input",
         )
     low, high = int(a.min()), int(a.max())
-    if low == high:  # the model would still name a digit; there is none to name
+    if high == 0 or low == 255:  # the model would still name a digit; there is none to name
         raise ImageError(f"{label}: no digit found (every pixel is {low})", reason="no_digit")
     return Prepared(label, np.array(a, copy=True), preprocessed=False)
 

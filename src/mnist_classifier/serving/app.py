@@ -33,8 +33,16 @@ is an image whose preparation failed in a way the library did not foresee (a bug
 with its traceback). In a batch, a refused image is that item's ``error``, whatever the
 reason, and the others are still classified.
 
+Before any of that, ``security.OriginPolicy`` refuses other Host headers (400, with
+``allowed_hosts``) and browser requests from other origins (403, unless in
+``cors_origins``), and ``body_limit.BodySizeLimit`` refuses bodies that are too slow
+(408) or that would pass the in-flight upload cap (503). A request cut off by shutdown
+after the drain time gets a 503. Every number is in ``limits.ServerLimits``.
+
 Preprocessing and inference run in worker threads (at most ``max_workers`` at a
-time), so the event loop keeps answering while a batch is being classified.
+time, in two lanes by the bytes the images decode into: ``scheduling.WorkLanes``), so
+the event loop keeps answering while a batch is being classified, and small requests
+while big ones run.
 """
 
 from __future__ import annotations

@@ -30,6 +30,10 @@ __all__ = [
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_BATCH = 64  # images in one /api/predict/batch request
 
+# Not blank, as the server checks it after rounding (numpy rounds halves to even: 0.5 -> 0,
+# 254.5 -> 254): some pixel must be ink, some background.
+INK = {"type": "number", "exclusiveMinimum": 0.5}
+BACKGROUND = {"type": "number", "maximum": 254.5}
 PixelValue = Annotated[float, Field(ge=0, le=255, strict=True)]
 PixelRow = Annotated[list[PixelValue], Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE)]
 Pixels = Annotated[
@@ -39,7 +43,11 @@ Pixels = Annotated[
         max_length=MNIST_SIDE,
         description="28 rows of 28 numbers from 0 to 255: white ink (255) on black (0), "
         "the digit already fitted and centred as in MNIST. Used as it is (fractions are "
-        "rounded).",
+        "rounded to the nearest whole number, halves to even). Not blank: some pixel must "
+        "round to more than 0 (ink) and some to less than 255 (background).",
+        json_schema_extra={
+            "allOf": [{"contains": {"contains": INK}}, {"contains": {"contains": BACKGROUND}}]
+        },
     ),
 ]
 
@@ -115,8 +123,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "malformed body: invalid JSON or multipart, an empty or truncated file"},
     413: {"model": ErrorOut, "description": f"body over {MAX_BODY_BYTES} bytes, or an image with too many pixels"},
     415: {"model": ErrorOut, "description": "Content-Type not accepted, or the file is not an image"},
-    422: {"model": ErrorOut, "description": "wrong content: pixels not 28x28 numbers in 0-255, a missing field, too many images, no digit found"},
+    403: {"model": ErrorOut, "description": "a browser request from another web origin (see serve --cors-origin)"},
+    408: {"model": ErrorOut, "description": "the body did not arrive in time (a pause of more than the read timeout, or over 60 s in all)"},
+    422: {"model": ErrorOut, "description": "wrong content: pixels not 28x28 numbers in 0-255, blank pixels, a missing field, too many images, no digit found"},
     500: {"model": ErrorOut, "description": "an image's preparation failed in a way the library did not foresee (a bug)"},
+    503: {"model": ErrorOut, "description": "busy (too many uploads or connections at once) or shutting down: retry after Retry-After seconds"},
 }  # fmt: skip
 
 _IMAGE_BODY = {"type": "string", "format": "binary"}
@@ -146,7 +157,14 @@ BATCH_BODY_DOC = {
                 "schema": {
                     "type": "object",
                     "required": ["files"],
-                    "properties": {"files": {"type": "array", "items": _IMAGE_BODY}},
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": _IMAGE_BODY,
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                        }
+                    },
                 }
             },
             "application/json": {"schema": BatchPixelsBody.model_json_schema()},
