@@ -14,13 +14,15 @@ import importlib.util
 import ipaddress
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import MissingExtraError, MnistClassifierError
 from ..runtime import SERVE_THREADS
 from .options import add_backend, add_device, add_threads
 
-EXTRA_MODULES = ("fastapi", "uvicorn", "multipart")  # python-multipart imports as "multipart"
+# python-multipart imports as "multipart"; fastapi_offline ships the /docs and /redoc assets
+EXTRA_MODULES = ("fastapi", "uvicorn", "multipart", "prometheus_client", "fastapi_offline")
 
 
 def register(subparsers: Any) -> None:
@@ -48,9 +50,29 @@ def register(subparsers: Any) -> None:
         default_text=f"{SERVE_THREADS} per request: requests run in parallel instead, one per CPU",
     )
     serve.add_argument(
-        "--no-access-log", action="store_true", help="do not log one line per request"
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="server processes, each with its own copy of the model, sharing the port "
+        "(default: 1; /metrics sums over all of them)",
+    )
+    serve.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="do not log one line per request (each line ends with its request_id)",
     )
     serve.set_defaults(func=cmd_serve)
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1, got {value}")
+    return value
 
 
 def require_serve_extra() -> None:
@@ -99,6 +121,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def public_host_warning(host: str) -> str:
+    """The one line printed when ``--host`` is not a loopback address."""
+    return (
+        f"warning: listening on {host}, reachable from other machines, with no authentication; "
+        "to expose it, keep --host 127.0.0.1 behind a reverse proxy (nginx, Caddy) that adds "
+        "TLS and authentication (see README: Serving in production)"
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     require_serve_extra()
     from ..inference.predictor import load_predictor
@@ -115,28 +146,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serving.app import create_app
+    from ..serving.request_id import log_config
+    from ..serving.workers import WorkerSettings, run_workers
 
-    app = create_app(predictor)
+    app = create_app(predictor) if args.workers == 1 else None
     print(
         f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}",
         flush=True,
     )
     if not _is_loopback(args.host):
-        print(
-            f"note: listening on {args.host}, reachable from other machines (no authentication)",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(public_host_warning(args.host), file=sys.stderr, flush=True)
+    if args.workers > 1:
+        print(f"{args.workers} worker processes, each loading the model", flush=True)
     print(f"open {url_of(sock)}  (API docs: {url_of(sock)}docs; Ctrl-C stops)", flush=True)
-    config = uvicorn.Config(
-        app,
-        log_level="info",
-        access_log=not args.no_access_log,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
+    config: dict[str, Any] = {
+        "log_level": "info",
+        "access_log": not args.no_access_log,
+        "log_config": log_config(),
+        "timeout_graceful_shutdown": 5,
+    }
     try:
-        server.run(sockets=[sock])
+        if app is None:
+            del predictor  # loaded here only to fail early: each worker loads its own
+            target = str(Path(args.checkpoint).resolve())
+            settings = WorkerSettings(target, args.backend, args.device, args.threads)
+            run_workers(settings, sock, args.workers, **config)
+        else:
+            uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
     finally:
         sock.close()
     return 0

@@ -4,6 +4,9 @@ Endpoints (OpenAPI at ``/openapi.json``, rendered at ``/docs``):
 
 - ``GET /``                  the drawing page (``static/index.html``; assets under ``/static``)
 - ``GET /api/health``        liveness: ``{"status": "ok", "model": ...}``
+- ``GET /healthz``, ``/readyz`` the same for orchestrators, with the answering ``pid`` (``probes``)
+- ``GET /metrics``           Prometheus text format (``metrics``)
+- ``GET /docs``, ``/redoc``   the API documentation, every asset from this server (``docs_pages``)
 - ``GET /api/model``         what is served: model name, parameters, metrics, versions
 - ``POST /api/predict``      one image -> digit, confidence, ten probabilities, the 28x28 seen
 - ``POST /api/predict/batch`` several images -> a list of those (or a per-image error)
@@ -33,6 +36,9 @@ is an image whose preparation failed in a way the library did not foresee (a bug
 with its traceback). In a batch, a refused image is that item's ``error``, whatever the
 reason, and the others are still classified.
 
+Every answer carries an ``X-Request-ID`` (the client's, if valid, else a new one), also
+written in the access log (``request_id``).
+
 Preprocessing and inference run in worker threads (at most ``max_workers`` at a
 time), so the event loop keeps answering while a batch is being classified.
 """
@@ -46,19 +52,22 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .body_limit import BodySizeLimit
+from .docs_pages import add_docs_pages
+from .metrics import METRICS_CONTENT_TYPE, MetricsMiddleware, ServingMetrics
+from .probes import add_probes
+from .request_id import RequestIdMiddleware
 from .requests import (
     ApiError,
     Outcome,
     PredictorLike,
     Source,
     answer,
-    classify,
     error_response,
     read_batch,
     read_single,
@@ -109,14 +118,18 @@ def create_app(predictor: PredictorLike, *, max_workers: int | None = None) -> F
             f"Serving model **{predictor.model_name}** ({predictor.backend}). "
             'Errors are answered as `{"error": "..."}` with a 4xx status.'
         ),
+        docs_url=None,  # served offline by docs_pages
+        redoc_url=None,
     )
+    metrics = ServingMetrics(predictor)
+    app.state.metrics = metrics
     limiter: list[anyio.CapacityLimiter] = []  # created on first use, inside the event loop
 
     async def run_classify(sources: list[Source]) -> list[Outcome]:
         if not limiter:
             limiter.append(anyio.CapacityLimiter(workers))
         return await anyio.to_thread.run_sync(
-            partial(classify, predictor, sources), limiter=limiter[0]
+            partial(metrics.classify, predictor, sources), limiter=limiter[0]
         )
 
     @app.exception_handler(ApiError)
@@ -140,6 +153,13 @@ def create_app(predictor: PredictorLike, *, max_workers: int | None = None) -> F
     )
     async def health() -> HealthOut:
         return HealthOut(status="ok", model=predictor.model_name)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    add_probes(app, predictor)
+    add_docs_pages(app)
 
     @app.get("/api/model", response_model=ModelOut, summary="The served model and its metrics")
     async def model_info() -> ModelOut:
@@ -200,4 +220,6 @@ def create_app(predictor: PredictorLike, *, max_workers: int | None = None) -> F
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries its id
     return app
