@@ -156,7 +156,8 @@ def create_app(predictor: PredictorLike, *, max_workers: int | None = None) -> F
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+        text = await anyio.to_thread.run_sync(metrics.exposition)  # reads workers' files
+        return Response(text, media_type=METRICS_CONTENT_TYPE)
 
     add_probes(app, predictor)
     add_docs_pages(app)
