@@ -326,8 +326,12 @@ def get_json(url: str, timeout: float = 60.0) -> Any:
 
 
 @pytest.mark.slow
-def test_two_workers_each_serve_predictions_and_metrics_add_up(trained_run, digits, tmp_path: Path):
+def test_two_workers_each_serve_predictions_and_metrics_add_up(
+    trained_run, digits, tmp_path: Path, monkeypatch
+):
     images, labels = digits
+    shared = tmp_path / "metrics"  # the workers' shared metrics folder (made by serve)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
     with running_server(trained_run, "--workers", "2", "--no-access-log") as (url, lines):
         # The workers load their models after the URL is printed; wait for one to answer.
         assert get_json(url + "healthz", timeout=180)["status"] == "ok"
@@ -382,3 +386,6 @@ def test_two_workers_each_serve_predictions_and_metrics_add_up(trained_run, digi
             )
         assert str(get_json(url + "healthz")["pid"]) in pids
     assert any("2 worker processes" in line for line in lines)
+    # Both workers wrote there, and dropped their in-flight gauges as they stopped.
+    assert len(list(shared.glob("gauge_all_*.db"))) == 2
+    assert list(shared.glob("gauge_livesum_*.db")) == []

@@ -12,7 +12,6 @@ fresh folder (unless the user set one) before the workers start, and removes it 
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import socket
@@ -56,7 +55,9 @@ def app_from_environment() -> Any:
 
         set_threads(settings.threads)
     app = create_app(predictor)
-    atexit.register(app.state.metrics.process_stopped)
+    # At the end of the app's lifespan: uvicorn ends a worker by re-raising the signal
+    # that stopped it, so atexit handlers would not run.
+    app.router.on_shutdown.append(app.state.metrics.process_stopped)
     return app
 
 
