@@ -12,6 +12,7 @@ fresh folder (unless the user set one) before the workers start, and removes it 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import socket
@@ -78,7 +79,15 @@ def run_workers(settings: WorkerSettings, sock: socket.socket, workers: int, **c
         Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
     try:
         uv_config = uvicorn.Config(FACTORY, factory=True, workers=workers, **config)
-        Multiprocess(uv_config, sockets=[sock]).run()
+        if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn took the target
+            supervisor = Multiprocess(
+                uv_config,
+                target=uvicorn.Server(uv_config).run,  # type: ignore[call-arg]
+                sockets=[sock],
+            )
+        else:
+            supervisor = Multiprocess(uv_config, sockets=[sock])
+        supervisor.run()
     finally:
         if own_dir is not None:
             os.environ.pop(MULTIPROC_ENV, None)
