@@ -1,9 +1,14 @@
-"""Load test of ``mnist-classifier serve``: requests/s and latency at 1, 8 and 32 clients.
+"""Load test of ``mnist-classifier serve``: requests/s and latency at 1, 8 and 32 clients,
+with 1 and 2 worker processes (``serve --workers N``).
 
-Starts the real server in a subprocess on 127.0.0.1 (a free port, no access log),
-then, for each payload and each concurrency level, runs that many client threads,
-each with its own keep-alive HTTP connection, sending ``POST /api/predict`` back to
-back for ``--seconds`` (and at most ``--max-requests`` per level). Every answer must
+For each worker count, starts the real server in a subprocess on 127.0.0.1 (a free port,
+no access log) and waits until it is ready; all of them run at once, idle but for the one
+being measured. Then, for each payload and each concurrency level, and in turn for each
+worker count (``--repeats`` times, interleaved, so that a noisy machine hits them alike),
+runs that many client threads, each with its own keep-alive HTTP connection, sending
+``POST /api/predict`` back to back for ``--seconds`` (and at most ``--max-requests`` per
+level). The kernel hands each new connection to one worker, so a single client only ever
+reaches one of them. Every answer must
 be 200 with a digit; anything else counts as an error, and the script exits 1 if
 there was any. Payloads:
 
@@ -16,7 +21,7 @@ Clients and server share the machine's CPUs, so the figures are for this machine
 as a whole; the table header says how many CPUs there were.
 
     python benchmarks/serve_load.py [RUN_OR_CHECKPOINT] [--seconds 5] [--levels 1,8,32]
-        [--payloads drawing,pixels,photo] [--max-requests 20000]
+        [--payloads drawing,pixels,photo] [--max-requests 20000] [--workers 1,2] [--repeats 3]
 
 Without RUN_OR_CHECKPOINT a small CNN is trained first (cnn-small, 2 epochs on
 6,000 images, about a minute) into a temporary folder.
@@ -116,8 +121,9 @@ def multipart(field_name: str, filename: str, content_type: str, data: bytes) ->
 # The server
 
 
-def start_server(target: str) -> tuple[subprocess.Popen[str], str]:
-    """Run ``mnist-classifier serve TARGET --port 0`` and return the process and its URL."""
+def start_server(target: str, workers: int = 1) -> tuple[subprocess.Popen[str], str]:
+    """Run ``mnist-classifier serve TARGET --port 0 --workers N``; return the process and its
+    URL once ``/readyz`` answers (workers load their models after the URL is printed)."""
     cmd = [
         sys.executable,
         "-m",
@@ -127,6 +133,8 @@ def start_server(target: str) -> tuple[subprocess.Popen[str], str]:
         "--port",
         "0",
         "--no-access-log",
+        "--workers",
+        str(workers),
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -147,10 +155,28 @@ def start_server(target: str) -> tuple[subprocess.Popen[str], str]:
         url = urls.get(timeout=STARTUP_TIMEOUT)
     except queue.Empty:
         url = None
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while url is not None and not _ready(url):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            url = None
+        time.sleep(0.5)
     if url is None:
         stop_server(proc)
         sys.exit("the server did not start:\n" + "\n".join(lines[-20:]))
     return proc, url
+
+
+def _ready(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=REQUEST_TIMEOUT)
+        try:
+            conn.request("GET", "/readyz")
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+    except OSError:
+        return False
 
 
 def stop_server(proc: subprocess.Popen[str]) -> None:
@@ -276,7 +302,16 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=int, default=20, help="requests before each payload's levels"
     )
+    parser.add_argument(
+        "--workers", default="1,2", help="server worker processes to compare (default 1,2)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each level per worker count (default 3)"
+    )
     args = parser.parse_args()
+    worker_counts = [int(x) for x in args.workers.split(",")]
+    if any(n < 1 for n in worker_counts) or args.repeats < 1:
+        parser.error("--workers and --repeats take whole numbers of at least 1")
     levels = [int(x) for x in args.levels.split(",")]
     payloads = [p.strip() for p in args.payloads.split(",")]
     unknown = [p for p in payloads if p not in PAYLOADS]
@@ -285,40 +320,63 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         target = args.checkpoint or train_small_model(Path(tmp))
-        proc, url = start_server(target)
+        servers: dict[int, tuple[subprocess.Popen[str], str]] = {}
         try:
-            model = json.loads(_get(url, "/api/model"))
+            for n in worker_counts:  # all running at once; only the one measured is busy
+                servers[n] = start_server(target, n)
+            first_url = servers[worker_counts[0]][1]
+            model = json.loads(_get(first_url, "/api/model"))
             print(
-                f"server: {url}  model {model['model']} ({model['backend']}), "
-                f"{os.cpu_count()} CPUs shared by server and clients, {args.seconds:g} s per level"
+                f"model {model['model']} ({model['backend']}), {os.cpu_count()} CPUs shared by "
+                f"server and clients, {args.seconds:g} s per level, {args.repeats} repeats "
+                f"(worker counts interleaved; req/s is the median over repeats)"
             )
-            header = f"{'payload':<8} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+            header = f"{'payload':<8} {'clients':>7} {'workers':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
             print(header)
             print("-" * len(header))
             failed = 0
             for name in payloads:
                 content_type, body = PAYLOADS[name]()
-                warm = run_level(url, content_type, body, 1, 60.0, args.warmup)
-                if warm.errors:
-                    print(f"{name}: warm-up failed: {warm.errors[0]}")
-                    failed += len(warm.errors)
+                warm_failed = False
+                for _, url in servers.values():
+                    warm = run_level(url, content_type, body, 1, 60.0, args.warmup)
+                    if warm.errors:
+                        print(f"{name}: warm-up failed: {warm.errors[0]}")
+                        failed += len(warm.errors)
+                        warm_failed = True
+                if warm_failed:
                     continue
                 for clients in levels:
-                    level = run_level(
-                        url, content_type, body, clients, args.seconds, args.max_requests
-                    )
-                    done = len(level.latencies)
-                    failed += len(level.errors)
-                    print(
-                        f"{name:<8} {clients:>7} {done:>8} {done / level.seconds:>8.1f} "
-                        f"{percentile_ms(level.latencies, 50):>8.1f} {percentile_ms(level.latencies, 99):>8.1f} "
-                        f"{len(level.errors):>6}",
-                        flush=True,
-                    )
-                    for error in level.errors[:3]:
-                        print(f"    error: {error}")
+                    runs: dict[int, list[Level]] = {n: [] for n in worker_counts}
+                    for _ in range(args.repeats):
+                        for n in worker_counts:
+                            runs[n].append(
+                                run_level(
+                                    servers[n][1],
+                                    content_type,
+                                    body,
+                                    clients,
+                                    args.seconds,
+                                    args.max_requests,
+                                )
+                            )
+                    for n in worker_counts:
+                        done = sum(len(level.latencies) for level in runs[n])
+                        rate = float(np.median([len(lv.latencies) / lv.seconds for lv in runs[n]]))
+                        latencies = [t for level in runs[n] for t in level.latencies]
+                        errors = [e for level in runs[n] for e in level.errors]
+                        failed += len(errors)
+                        print(
+                            f"{name:<8} {clients:>7} {n:>7} {done:>8} {rate:>8.1f} "
+                            f"{percentile_ms(latencies, 50):>8.1f} {percentile_ms(latencies, 99):>8.1f} "
+                            f"{len(errors):>6}",
+                            flush=True,
+                        )
+                        for error in errors[:3]:
+                            print(f"    error: {error}")
         finally:
-            stop_server(proc)
+            for proc, _ in servers.values():
+                stop_server(proc)
     return 1 if failed else 0
 
 

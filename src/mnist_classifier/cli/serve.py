@@ -15,13 +15,15 @@ import importlib.util
 import ipaddress
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MissingExtraError, MnistClassifierError
 from ..runtime import SERVE_THREADS
 from .options import add_backend, add_device, add_threads
 
-EXTRA_MODULES = ("fastapi", "uvicorn", "multipart")  # python-multipart imports as "multipart"
+# python-multipart imports as "multipart"; fastapi_offline ships the /docs and /redoc assets
+EXTRA_MODULES = ("fastapi", "uvicorn", "multipart", "prometheus_client", "fastapi_offline")
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +51,17 @@ def register(subparsers: Any) -> None:
         default_text=f"{SERVE_THREADS} per request: requests run in parallel instead, one per CPU",
     )
     serve.add_argument(
-        "--no-access-log", action="store_true", help="do not log one line per request"
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="server processes, each with its own copy of the model, sharing the port "
+        "(default: 1; /metrics sums over all of them)",
+    )
+    serve.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="do not log one line per request (each line ends with its request_id)",
     )
     serve.add_argument(
         "--cors-origin",
@@ -92,6 +104,16 @@ def _default_limits() -> Any:
     from ..serving.limits import ServerLimits  # numpy and Pillow, not FastAPI
 
     return ServerLimits()
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1, got {value}")
+    return value
 
 
 def require_serve_extra() -> None:
@@ -149,26 +171,13 @@ def allowed_hosts(host: str, chosen: list[str] | None) -> list[str] | None:
     return None
 
 
-def return_freed_memory() -> None:
-    """Have glibc give large freed blocks back to the system at once (uploads are large).
-
-    By default glibc raises its mmap threshold after the first large block is freed, so
-    later request bodies come from the heap and stay in the process after the client has
-    gone. A fixed threshold keeps every block over 128 KiB in its own mapping, returned on
-    free. Nothing happens with another C library.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-    except OSError:
-        return
-    if mallopt is not None:
-        m_mmap_threshold = -3
-        mallopt(m_mmap_threshold, 128 * 1024)
+def public_host_warning(host: str) -> str:
+    """The one line printed when ``--host`` is not a loopback address."""
+    return (
+        f"warning: listening on {host}, reachable from other machines, with no authentication; "
+        "to expose it, keep --host 127.0.0.1 behind a reverse proxy (nginx, Caddy) that adds "
+        "TLS and authentication (see README: Serving in production)"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -195,7 +204,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serving.app import create_app
+    from ..serving.memory import return_freed_memory
     from ..serving.protocol import guarded_protocol
+    from ..serving.request_id import log_config
+    from ..serving.workers import WORKER_PROTOCOL, WorkerSettings, run_workers
 
     limits = dataclasses.replace(
         _default_limits(),
@@ -203,35 +215,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
         body_idle_timeout=args.read_timeout,
         max_connections=args.max_connections,
     )
-    app = create_app(
-        predictor,
-        limits=limits,
-        cors_origins=args.cors_origin,
-        allowed_hosts=allowed_hosts(args.host, args.allowed_host),
+    hosts = allowed_hosts(args.host, args.allowed_host)
+    app = (
+        create_app(predictor, limits=limits, cors_origins=args.cors_origin, allowed_hosts=hosts)
+        if args.workers == 1
+        else None
     )
     print(
         f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}",
         flush=True,
     )
     if not _is_loopback(args.host):
-        print(
-            f"note: listening on {args.host}, reachable from other machines (no authentication)",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(public_host_warning(args.host), file=sys.stderr, flush=True)
+    if args.workers > 1:
+        print(f"{args.workers} worker processes, each loading the model", flush=True)
     print(f"open {url_of(sock)}  (API docs: {url_of(sock)}docs; Ctrl-C stops)", flush=True)
-    config = uvicorn.Config(
-        app,
-        log_level="info",
-        access_log=not args.no_access_log,
+    config: dict[str, Any] = {
+        "log_level": "info",
+        "access_log": not args.no_access_log,
+        "log_config": log_config(),
         # Requests in flight when stopping are finished (drained) before the server exits.
-        timeout_graceful_shutdown=limits.shutdown_drain,
-        http=guarded_protocol(limits),
-    )
+        "timeout_graceful_shutdown": limits.shutdown_drain,
+        # Each worker process builds the same guarded protocol from its settings.
+        "http": guarded_protocol(limits) if app is not None else WORKER_PROTOCOL,
+    }
     return_freed_memory()
-    server = uvicorn.Server(config)
     try:
-        server.run(sockets=[sock])
+        if app is None:
+            del predictor  # loaded here only to fail early: each worker loads its own
+            target = str(Path(args.checkpoint).resolve())
+            settings = WorkerSettings(
+                target,
+                args.backend,
+                args.device,
+                args.threads,
+                limits=dataclasses.asdict(limits),
+                cors_origins=list(args.cors_origin),
+                allowed_hosts=hosts,
+            )
+            run_workers(settings, sock, args.workers, **config)
+        else:
+            uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
     finally:
         sock.close()
     return 0

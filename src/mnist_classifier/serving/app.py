@@ -4,6 +4,9 @@ Endpoints (OpenAPI at ``/openapi.json``, rendered at ``/docs``):
 
 - ``GET /``                  the drawing page (``static/index.html``; assets under ``/static``)
 - ``GET /api/health``        liveness: ``{"status": "ok", "model": ...}``
+- ``GET /healthz``, ``/readyz`` the same for orchestrators, with the answering ``pid`` (``probes``)
+- ``GET /metrics``           Prometheus text format (``metrics``)
+- ``GET /docs``, ``/redoc``   the API documentation, every asset from this server (``docs_pages``)
 - ``GET /api/model``         what is served: model name, parameters, metrics, versions
 - ``POST /api/predict``      one image -> digit, confidence, ten probabilities, the 28x28 seen
 - ``POST /api/predict/batch`` several images -> a list of those (or a per-image error)
@@ -39,6 +42,9 @@ Before any of that, ``security.OriginPolicy`` refuses other Host headers (400, w
 (408) or that would pass the in-flight upload cap (503). A request cut off by shutdown
 after the drain time gets a 503. Every number is in ``limits.ServerLimits``.
 
+Every answer carries an ``X-Request-ID`` (the client's, if valid, else a new one), also
+written in the access log (``request_id``).
+
 Preprocessing and inference run in worker threads (at most ``max_workers`` at a
 time, in two lanes by the bytes the images decode into: ``scheduling.WorkLanes``), so
 the event loop keeps answering while a batch is being classified, and small requests
@@ -55,20 +61,23 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .body_limit import BodySizeLimit
+from .docs_pages import add_docs_pages
 from .limits import ServerLimits
+from .metrics import METRICS_CONTENT_TYPE, MetricsMiddleware, ServingMetrics
+from .probes import add_probes
+from .request_id import RequestIdMiddleware
 from .requests import (
     ApiError,
     Outcome,
     PredictorLike,
     Source,
     answer,
-    classify,
     error_response,
     read_batch,
     read_single,
@@ -135,13 +144,19 @@ def create_app(
             f"Serving model **{predictor.model_name}** ({predictor.backend}). "
             'Errors are answered as `{"error": "..."}` with a 4xx status.'
         ),
+        docs_url=None,  # served offline by docs_pages
+        redoc_url=None,
     )
+    metrics = ServingMetrics(predictor)
+    app.state.metrics = metrics
 
     async def run_classify(sources: list[Source]) -> list[Outcome]:
         # Weighed from the headers (in a thread: parsing hostile headers is work too), then
         # run in the lane of that weight, within the request's decoding budget.
         costs = await anyio.to_thread.run_sync(decode_cost, [s.data for s in sources])
-        work = partial(classify, predictor, sources, costs, limits.max_request_decoded_bytes)
+        work = partial(
+            metrics.classify, predictor, sources, costs, limits.max_request_decoded_bytes
+        )
         return await lanes.run(sum(costs), work)
 
     @app.exception_handler(ApiError)
@@ -170,6 +185,14 @@ def create_app(
     )
     async def health() -> HealthOut:
         return HealthOut(status="ok", model=predictor.model_name)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        text = await anyio.to_thread.run_sync(metrics.exposition)  # reads workers' files
+        return Response(text, media_type=METRICS_CONTENT_TYPE)
+
+    add_probes(app, predictor)
+    add_docs_pages(app)
 
     @app.get("/api/model", response_model=ModelOut, summary="The served model and its metrics")
     async def model_info() -> ModelOut:
@@ -236,7 +259,9 @@ def create_app(
         idle_timeout=limits.body_idle_timeout,
         total_timeout=limits.body_timeout,
     )
-    # Outermost (added last): who may ask is settled before a body is read.
+    # Who may ask is settled before a body is read.
     app.add_middleware(OriginPolicy, cors_origins=cors_origins, allowed_hosts=allowed_hosts)
     app.add_middleware(AnswerWhenCancelled)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries its id
     return app
