@@ -344,7 +344,7 @@ def test_an_unhandled_error_is_json(client, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail at /srv/app.py")
 
-    monkeypatch.setattr("mnist_classifier.serving.app.classify", broken)
+    monkeypatch.setattr("mnist_classifier.serving.metrics.classify", broken)
     response = client.post("/api/predict", json={"pixels": pixels()})
     message = assert_json_error(response, 500, "internal error")
     assert "secret" not in message

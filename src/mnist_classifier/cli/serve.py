@@ -204,7 +204,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serving.app import create_app
-    from ..serving.memory import return_freed_memory
     from ..serving.protocol import guarded_protocol
     from ..serving.request_id import log_config
     from ..serving.workers import WORKER_PROTOCOL, WorkerSettings, run_workers
@@ -239,7 +238,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Each worker process builds the same guarded protocol from its settings.
         "http": guarded_protocol(limits) if app is not None else WORKER_PROTOCOL,
     }
-    return_freed_memory()
     try:
         if app is None:
             del predictor  # loaded here only to fail early: each worker loads its own

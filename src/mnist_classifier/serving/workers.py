@@ -72,7 +72,6 @@ def app_from_environment() -> Any:
     from ..inference.predictor import load_predictor
     from .app import create_app
     from .limits import ServerLimits
-    from .memory import return_freed_memory
 
     settings = _settings()
     predictor = load_predictor(
@@ -88,7 +87,6 @@ def app_from_environment() -> Any:
         cors_origins=settings.cors_origins,
         allowed_hosts=settings.allowed_hosts,
     )
-    return_freed_memory()
     # At the end of the app's lifespan: uvicorn ends a worker by re-raising the signal
     # that stopped it, so atexit handlers would not run.
     app.router.on_shutdown.append(app.state.metrics.process_stopped)
