@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
+import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from pathlib import Path
@@ -394,6 +397,22 @@ def test_two_workers_each_serve_predictions_and_metrics_add_up(
                 == sent
             )
         assert str(get_json(url + "healthz")["pid"]) in pids
+        # Every worker applies the origin policy and the guarded protocol, as one process does.
+        for _ in range(4):
+            foreign = urllib.request.Request(
+                url + "api/predict",
+                data=json.dumps({"pixels": images[0].tolist()}).encode(),
+                headers={"Content-Type": "application/json", "Origin": "https://elsewhere.example"},
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(foreign, timeout=60)
+            assert refused.value.code == 403
+        with socket.create_connection(
+            (urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port), timeout=60
+        ) as raw:
+            raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            reply = raw.recv(4096).decode("latin-1")
+        assert reply.startswith("HTTP/1.1 400") and '{"error"' in reply
     assert any("2 worker processes" in line for line in lines)
     # Both workers wrote there, and dropped their in-flight gauges as they stopped.
     assert len(list(shared.glob("gauge_all_*.db"))) == 2
