@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -25,7 +26,17 @@ COMMAND_MODULES = (
     "mnist_classifier.cli.predict",
     "mnist_classifier.cli.report",
     "mnist_classifier.cli.serve",
+    "mnist_classifier.cli.completion",
 )
+
+# Written once, here: the same codes for every command.
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    an error: a file that cannot be read or written, an image that failed, a missing
+       optional extra, a failed export or download (one line on stderr says which)
+  2    a usage error: an unknown option, a bad value, an unknown model or recipe
+  130  interrupted (Ctrl-C); training saved a checkpoint that --resume continues"""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="mnist-classifier",
         description="Train, evaluate, explain and serve handwritten-digit classifiers on MNIST.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(
@@ -57,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors, --help and --version
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        code = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            code = args.func(args)
     except MnistClassifierError as exc:
         print(f"mnist-classifier: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -69,6 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mnist-classifier: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     return int(code or 0)
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Warnings (a skipped model plugin, a library's deprecation) as one line on stderr."""
+    print(f"mnist-classifier: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from typing import Any
 
 from ..errors import MissingExtraError, MnistClassifierError
 from ..runtime import SERVE_THREADS
-from .options import add_backend, add_device, add_threads
+from .completion import complete_path
+from .options import add_backend, add_device, add_quiet, add_threads
 
 EXTRA_MODULES = ("fastapi", "uvicorn", "multipart")  # python-multipart imports as "multipart"
 
@@ -30,7 +31,7 @@ def register(subparsers: Any) -> None:
         description="Serve the drawing page at / and the HTTP API under /api (OpenAPI docs "
         "at /docs) for one model. Needs the serve extra: pip install 'mnist-classifier[serve]'.",
     )
-    serve.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    complete_path(serve.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT"))
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -50,6 +51,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
     )
+    add_quiet(serve, "start-up lines, request log or server info; warnings stay")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -117,21 +119,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..serving.app import create_app
 
     app = create_app(predictor)
-    print(
-        f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}",
-        flush=True,
-    )
+    say = (lambda _text: None) if args.quiet else (lambda text: print(text, flush=True))
+    say(f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}")
     if not _is_loopback(args.host):
         print(
             f"note: listening on {args.host}, reachable from other machines (no authentication)",
             file=sys.stderr,
             flush=True,
         )
-    print(f"open {url_of(sock)}  (API docs: {url_of(sock)}docs; Ctrl-C stops)", flush=True)
+    say(f"open {url_of(sock)}  (API docs: {url_of(sock)}docs; Ctrl-C stops)")
     config = uvicorn.Config(
         app,
-        log_level="info",
-        access_log=not args.no_access_log,
+        log_level="warning" if args.quiet else "info",
+        access_log=not (args.no_access_log or args.quiet),
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

@@ -90,7 +90,7 @@ def export_onnx(
         import onnx
         import onnxruntime as ort
     except ImportError:
-        raise MissingExtraError("onnx", "onnx and onnxruntime", "ONNX export") from None
+        raise MissingExtraError("export", "onnx and onnxruntime", "ONNX export") from None
     from ..fileio import atomic_path
     from ..models.deployed import INPUT_NAME, OUTPUT_NAME
 
