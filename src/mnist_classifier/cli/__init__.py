@@ -29,6 +29,9 @@ COMMAND_MODULES = (
     "mnist_classifier.cli.completion",
 )
 
+# What `pip install mnist-classifier` brings and the inference-only install does not.
+FULL_INSTALL_MODULES = ("torch", "matplotlib")
+
 # Written once, here: the same codes for every command.
 EXIT_CODES = """\
 exit codes:
@@ -79,6 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mnist-classifier: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in FULL_INSTALL_MODULES:
+            raise
+        # The inference-only install (no torch, no matplotlib) runs predict and serve on .onnx
+        # files; anything else needs the full install.
+        print(
+            f"mnist-classifier: error: this needs {missing}, which the inference-only install "
+            "leaves out; install the package with its dependencies: pip install mnist-classifier",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:  # an output path the user named cannot be written (or read)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"mnist-classifier: error: {where}{exc.strerror or exc}", file=sys.stderr)
