@@ -138,3 +138,13 @@ def test_readme_has_no_relative_pictures() -> None:
     readme = (ROOT / "README.md").read_text()
     relative = [u for u in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme) if "://" not in u]
     assert relative == []
+
+
+def test_the_readme_slim_install_lists_the_inference_requirements() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Inference only") : readme.index("## Quick start")]
+    command = section[
+        section.index("pip install --no-deps") : section.index("mnist-classifier predict")
+    ]
+    quoted = re.findall(r"'([^']+)'", command)
+    assert sorted(quoted) == sorted(requirement_lines(ROOT / "requirements" / "inference.txt"))
