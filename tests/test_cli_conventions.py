@@ -266,3 +266,23 @@ def test_zsh_completion_script_parses(tmp_path) -> None:
     script.write_text(completion_script("zsh"))
     check = subprocess.run(["zsh", "-n", str(script)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_serve_quiet_keeps_only_the_address_line(trained_run: Path, mnist) -> None:
+    import urllib.request
+
+    from serving_helpers import mnist_png, running_server
+
+    with running_server(trained_run, "-q") as (url, lines):
+        request = urllib.request.Request(
+            url + "api/predict",
+            data=mnist_png(mnist.test_images[0].numpy()),
+            headers={"Content-Type": "image/png"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.load(response)["digit"] == int(mnist.test_labels[0])
+        with urllib.request.urlopen(url + "api/health", timeout=30) as response:
+            assert response.status == 200
+        while_serving = [line for line in lines if line.strip()]
+    assert while_serving == [f"open {url}  (API docs: {url}docs; Ctrl-C stops)"], lines
+    assert not any("INFO" in line or "POST /api/predict" in line for line in lines), lines

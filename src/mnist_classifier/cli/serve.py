@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
     )
-    add_quiet(serve, "start-up lines, request log or server info; warnings stay")
+    add_quiet(serve, "model line, request log or server info; the address line and warnings stay")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -127,7 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    say(f"open {url_of(sock)}  (API docs: {url_of(sock)}docs; Ctrl-C stops)")
+    # Kept with -q: with --port 0 it is the only way to learn the port.
+    print(f"open {url_of(sock)}  (API docs: {url_of(sock)}docs; Ctrl-C stops)", flush=True)
     config = uvicorn.Config(
         app,
         log_level="warning" if args.quiet else "info",
