@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -248,8 +249,16 @@ def _bash_complete(script: Path, *words: str) -> list[str]:
     return done.stdout.split()
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def require_shell(name: str) -> None:
+    """Skip without the shell, except on CI (CI=true), which installs it (.ci/run)."""
+    if shutil.which(name) is None:
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(f"{name} is not installed (CI=true: the completion tests must run)")
+        pytest.skip(f"{name} is not installed")
+
+
 def test_bash_completion_completes_commands_options_and_choices(tmp_path) -> None:
+    require_shell("bash")
     script = tmp_path / "mnist-classifier.bash"
     script.write_text(completion_script("bash"))
     check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
@@ -260,12 +269,27 @@ def test_bash_completion_completes_commands_options_and_choices(tmp_path) -> Non
     assert _bash_complete(script, "mnist-classifier", "completion", "z") == ["zsh"]
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
-def test_zsh_completion_script_parses(tmp_path) -> None:
+def test_zsh_completion_script_loads_with_the_commands_options(tmp_path) -> None:
+    require_shell("zsh")
     script = tmp_path / "_mnist-classifier"
     script.write_text(completion_script("zsh"))
     check = subprocess.run(["zsh", "-n", str(script)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+    program = (
+        f"autoload -U compinit; compinit -u -d {tmp_path / 'zcompdump'}\n"
+        f"source {script} 2>/dev/null\n"
+        "whence -w _shtab_mnist_classifier\n"
+        "print -l -- $_shtab_mnist_classifier_predict_options\n"
+    )
+    done = subprocess.run(
+        ["zsh", "-f", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert "_shtab_mnist_classifier: function" in done.stdout, done.stdout + done.stderr
+    assert "--backend[" in done.stdout and "(torch onnx)" in done.stdout
 
 
 def test_serve_quiet_keeps_only_the_address_line(trained_run: Path, mnist) -> None:
