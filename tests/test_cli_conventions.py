@@ -310,3 +310,30 @@ def test_serve_quiet_keeps_only_the_address_line(trained_run: Path, mnist) -> No
         while_serving = [line for line in lines if line.strip()]
     assert while_serving == [f"open {url}  (API docs: {url}docs; Ctrl-C stops)"], lines
     assert not any("INFO" in line or "POST /api/predict" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("module", ["torch", "matplotlib.pyplot", "tqdm"])
+def test_a_command_needing_the_full_install_is_one_line(module, monkeypatch, capsys) -> None:
+    import mnist_classifier.cli.train as train_cli
+
+    def needs_it(args) -> int:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    monkeypatch.setattr(train_cli, "cmd_models", needs_it)
+    code, out, err = run_cli(capsys, "models")
+    assert code == 1 and out == ""
+    (line,) = err.splitlines()
+    top = module.split(".")[0]
+    assert f"this needs {top}, which the inference-only install leaves out" in line
+    assert line.endswith("pip install mnist-classifier")
+
+
+def test_other_missing_modules_stay_a_bug_with_a_traceback(monkeypatch) -> None:
+    import mnist_classifier.cli.train as train_cli
+
+    def broken(args) -> int:
+        raise ModuleNotFoundError("No module named 'numpy'", name="numpy")
+
+    monkeypatch.setattr(train_cli, "cmd_models", broken)
+    with pytest.raises(ModuleNotFoundError):
+        main(["models"])

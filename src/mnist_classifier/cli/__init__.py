@@ -29,8 +29,8 @@ COMMAND_MODULES = (
     "mnist_classifier.cli.completion",
 )
 
-# What `pip install mnist-classifier` brings and the inference-only install does not.
-FULL_INSTALL_MODULES = ("torch", "matplotlib")
+# What `pip install mnist-classifier` brings and the inference-only install leaves out.
+FULL_INSTALL_MODULES = ("torch", "matplotlib", "tqdm")
 
 # Written once, here: the same codes for every command.
 EXIT_CODES = """\
