@@ -36,6 +36,10 @@ def linear() -> nn.Module:
 def wide(hidden: int = 32) -> nn.Module:
     """two linear layers, registered by the entry point's name"""
     return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+
+def bare():
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
 '''
 
 
@@ -67,7 +71,8 @@ def plugin(tmp_path, monkeypatch, clean_registry) -> Iterator[Path]:
         "mnist-plugin-demo",
         "mnist_plugin_demo",
         PLUGIN_MODULE,
-        "linear = mnist_plugin_demo\nplugin-wide = mnist_plugin_demo:wide\n",
+        "linear = mnist_plugin_demo\nplugin-wide = mnist_plugin_demo:wide\n"
+        "plugin-bare = mnist_plugin_demo:bare\n",
     )
     monkeypatch.syspath_prepend(str(site))
     yield site
@@ -75,7 +80,10 @@ def plugin(tmp_path, monkeypatch, clean_registry) -> Iterator[Path]:
 
 
 def test_entry_points_register_modules_and_factories(plugin: Path) -> None:
-    names = registry.list_models()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = registry.list_models()
+    assert [str(w.message) for w in caught if w.category is registry.PluginWarning] == []
     assert "plugin-linear" in names and "plugin-wide" in names
     assert (
         registry.describe_model("plugin-wide")
@@ -84,6 +92,7 @@ def test_entry_points_register_modules_and_factories(plugin: Path) -> None:
     assert registry.model_provider("plugin-linear") == "mnist-plugin-demo"
     assert registry.model_provider("cnn") is None
     assert registry.create_model("plugin-wide", hidden=8)[1].out_features == 8
+    assert "plugin-bare" in names and registry.describe_model("plugin-bare") == ""  # no docstring
 
 
 def test_models_command_shows_plugin_models(plugin: Path, capsys) -> None:

@@ -48,7 +48,8 @@ def register_model(name: str, description: str = "") -> Callable[[F], F]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = factory
-        _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().splitlines()[0]
+        doc_lines = (factory.__doc__ or "").strip().splitlines()
+        _DESCRIPTIONS[name] = description or (doc_lines[0] if doc_lines else "")
         return factory
 
     return decorator
