@@ -71,13 +71,16 @@ def test_a_missing_onnx_extra_exits_1_with_one_line_in_every_command(
         from PIL import Image
 
         Image.new("L", (28, 28), 0).save(image)
-    runs = [
-        ["export", str(trained_run), "--out", str(tmp_path / "m.onnx")],
-        ["predict", str(trained_run), str(image), "--backend", "onnx"],
+    onnx_file = tmp_path / "given.onnx"
+    onnx_file.write_bytes(b"not read: onnxruntime is missing first")
+    runs = [  # writing ONNX needs the export extra, running a .onnx file the onnx extra
+        (["export", str(trained_run), "--out", str(tmp_path / "m.onnx")], "export"),
+        (["predict", str(trained_run), str(image), "--backend", "onnx"], "export"),
+        (["predict", str(onnx_file), str(image), "--backend", "onnx"], "onnx"),
     ]
-    for argv in runs:
+    for argv, extra in runs:
         assert main(argv) == 1, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1, err
-        assert "pip install 'mnist-classifier[onnx]'" in err, err
+        assert f"pip install 'mnist-classifier[{extra}]'" in err, err
     assert not (tmp_path / "m.onnx").exists()

@@ -241,7 +241,9 @@ def test_bad_arguments(tmp_path: Path) -> None:
         download_mnist(tmp_path / "file" / "sub", mirrors=["http://127.0.0.1/"])
 
 
-def test_progress_bar_on_a_terminal() -> None:
+def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
@@ -249,12 +251,30 @@ def test_progress_bar_on_a_terminal() -> None:
     stream = Tty()
     bar = Progress("x.gz", 1000, stream)
     bar.update(500)
+    bar._bar.refresh()  # tqdm redraws at most every 0.1 s; draw the half-way state now
     bar.finish("verified")
     text = stream.getvalue()
     assert text.startswith("\rx.gz")
     assert "50%" in text and "100%" not in text
-    assert text.endswith("verified\n")
+    assert "downloading" not in text  # the bar, not the plain lines
+    assert text.endswith("x.gz: 0.5 kB, verified\n")
     assert text.count("\n") == 1
+
+
+def test_progress_bar_switched_off_on_a_terminal_gives_plain_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    bar = Progress("x.gz", 1000, stream)
+    bar.update(1000)
+    bar.finish("verified")
+    assert stream.getvalue() == "downloading x.gz (1.0 kB)\nx.gz: 1.0 kB, verified\n"
 
 
 def test_default_mirrors_are_the_official_ones() -> None:

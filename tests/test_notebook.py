@@ -103,6 +103,22 @@ def test_notebook_runs(venv_kernel: str) -> None:
     for model in ("mlp-128-64", "mlp-128-64-dropout", "cnn-small"):
         assert f"| {model} " in everything, f"the comparison table lacks {model}"
     assert "report.html" in everything
+    # The training progress bar renders in a kernel (tqdm.auto; text when ipywidgets is absent).
+    stderr = "".join(
+        output.text
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "stream" and output.name == "stderr"
+    )
+    widgets = [
+        output
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "data" in output and "application/vnd.jupyter.widget-view+json" in output.data
+    ]
+    assert widgets or ("epoch 1/" in stderr and "step" in stderr), stderr[-500:]
     # Runs went to a temporary folder that the last cell removed: the repository is unchanged.
     assert sorted(p.name for p in ROOT.iterdir()) == before
     workdir = everything.split("runs go to ", 1)[1].split()[0]

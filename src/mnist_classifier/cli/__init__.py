@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -26,7 +27,20 @@ COMMAND_MODULES = (
     "mnist_classifier.cli.predict",
     "mnist_classifier.cli.report",
     "mnist_classifier.cli.serve",
+    "mnist_classifier.cli.completion",
 )
+
+# What `pip install mnist-classifier` brings and the inference-only install leaves out.
+FULL_INSTALL_MODULES = ("torch", "matplotlib", "tqdm")
+
+# Written once, here: the same codes for every command.
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    an error: a file that cannot be read or written, an image that failed, a missing
+       optional extra, a failed export or download (one line on stderr says which)
+  2    a usage error: an unknown option, a bad value, an unknown model or recipe
+  130  interrupted (Ctrl-C); training saved a checkpoint that --resume continues"""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -40,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="mnist-classifier",
         description="Train, evaluate, explain and serve handwritten-digit classifiers on MNIST.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(
@@ -58,18 +74,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors, --help and --version
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        code = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            code = args.func(args)
     except MnistClassifierError as exc:
         print(f"mnist-classifier: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("mnist-classifier: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in FULL_INSTALL_MODULES:
+            raise
+        # The inference-only install (no torch, no matplotlib) runs predict and serve on .onnx
+        # files; anything else needs the full install.
+        print(
+            f"mnist-classifier: error: this needs {missing}, which the inference-only install "
+            "leaves out; install the package with its dependencies: pip install mnist-classifier",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:  # an output path the user named cannot be written (or read)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"mnist-classifier: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     return int(code or 0)
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Warnings (a skipped model plugin, a library's deprecation) as one line on stderr."""
+    print(f"mnist-classifier: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

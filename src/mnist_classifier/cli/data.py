@@ -56,7 +56,12 @@ def register(subparsers: Any) -> None:
         default=None,
         help="give up on a mirror after this many seconds without data (default: 30)",
     )
-    download.add_argument("--quiet", action="store_true", help="no progress output")
+    download.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    download.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="plain lines instead of progress bars (also TQDM_DISABLE=1)",
+    )
     download.set_defaults(func=cmd_download)
 
     show = data_sub.add_parser("show", help="draw a grid of sample images with their labels")
@@ -115,14 +120,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    from .. import progress_bar
     from ..data.download import DEFAULT_MIRRORS, DEFAULT_TIMEOUT, download_mnist
 
-    paths = download_mnist(
-        args.out,
-        mirrors=args.mirror or DEFAULT_MIRRORS,
-        progress=not args.quiet,
-        timeout=args.timeout if args.timeout is not None else DEFAULT_TIMEOUT,
-    )
+    with progress_bar.disabled(args.no_progress):
+        paths = download_mnist(
+            args.out,
+            mirrors=args.mirror or DEFAULT_MIRRORS,
+            progress=not args.quiet,
+            timeout=args.timeout if args.timeout is not None else DEFAULT_TIMEOUT,
+        )
     for path in paths.values():
         print(path)
     if not args.quiet:

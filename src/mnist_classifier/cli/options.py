@@ -139,3 +139,19 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any] | None:
 def training_default(name: str) -> Any:
     """The seed recipe's value of a TrainConfig field, for help texts."""
     return getattr(_DEFAULTS, name)
+
+
+def add_quiet(parser: argparse.ArgumentParser, what: str) -> None:
+    """``-q/--quiet``: only results and errors; ``what`` says what else is left out."""
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help=f"print only results and errors (no {what})"
+    )
+
+
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (also TQDM_DISABLE=1; bars are drawn only on a terminal or in a "
+        "notebook)",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.format import CLASS_NAMES
 from ..inference import EXPORT_FORMATS
-from .options import add_backend, add_device, add_threads
+from .completion import complete_path
+from .options import add_backend, add_device, add_quiet, add_threads
 
 if TYPE_CHECKING:
     from ..inference.predictor import Prediction
@@ -26,13 +28,26 @@ def register(subparsers: Any) -> None:
         help="read the digit in image files (photos, scans, drawings)",
         description="Predict the digit in each image. PATH may be files or folders (searched "
         f"recursively for {', '.join(e[1:] for e in IMAGE_EXTENSIONS)}). One line per image on "
-        "stdout; an image that cannot be read is reported on stderr and the others go on. "
-        "Exit code 0 when every image was read, 1 otherwise.",
+        "stdout (with --json, one JSON object per image: JSON Lines); an image that cannot be "
+        "read is reported on stderr and the others go on. Exit code 0 when every image was "
+        "read, 1 otherwise.",
     )
-    predict.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run folder, .pt or .onnx")
-    predict.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders")
+    complete_path(
+        predict.add_argument(
+            "checkpoint", metavar="RUN_OR_CHECKPOINT", help="run folder, .pt or .onnx"
+        )
+    )
+    complete_path(
+        predict.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders")
+    )
     predict.add_argument(
         "--top-k", type=_top_k, default=3, metavar="K", help="show the K most likely digits (3)"
+    )
+    predict.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per image on stdout (JSON Lines): name, digit (null when unsure "
+        "or failed), confidence, probabilities, top_k, error",
     )
     predict.add_argument("--csv", metavar="OUT.csv", help="also write the results as CSV")
     predict.add_argument(
@@ -50,6 +65,7 @@ def register(subparsers: Any) -> None:
     )
     add_device(predict)
     add_threads(predict, default=None, default_text="one per core")
+    add_quiet(predict, "summary line")
     predict.set_defaults(func=cmd_predict)
 
     export = subparsers.add_parser(
@@ -59,7 +75,7 @@ def register(subparsers: Any) -> None:
         "(N, 1, 28, 28) in 0..255 and returns probabilities (N, 10); the normalisation is inside. "
         "The export is compared with PyTorch on MNIST test images before it is kept.",
     )
-    export.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    complete_path(export.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT"))
     export.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
     export.add_argument("--out", metavar="FILE", required=True, help="the file to write")
     export.set_defaults(func=cmd_export)
@@ -142,9 +158,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ]
     width = min(max((len(p.name) for p in results if p.ok), default=0), 60)
     for p in results:
-        if p.ok:
+        if args.json:
+            print(json_line(p, args.top_k))
+        elif p.ok:
             print(format_line(p, args.top_k, width))
-        else:
+        if not p.ok:
             print(f"error: {printable(p.error or '')}", file=sys.stderr)
     if args.csv:
         write_csv(args.csv, results)
@@ -152,9 +170,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from ..inference.explain import write_explanations
 
         written = write_explanations(args.explain, results, args.top_k)
-        print(f"explanations: {written} PNG files in {args.explain}", file=sys.stderr)
+        if not args.quiet:
+            print(f"explanations: {written} PNG files in {args.explain}", file=sys.stderr)
     failed = sum(1 for p in results if not p.ok)
-    if len(results) > 1 or failed:
+    if (len(results) > 1 or failed) and not args.quiet:
         unsure = sum(1 for p in results if p.ok and p.digit is None)
         print(
             f"{len(results)} images: {len(results) - failed - unsure} predicted, "
@@ -181,6 +200,13 @@ def format_line(p: Prediction, k: int, width: int = 0) -> str:
 
     top = ", ".join(f"{d} {percent(q)}" for d, q in p.top_k(k))
     return f"{printable(p.name):<{width}}  {digit:>6}  {percent(p.confidence):>7}  top-{k}: {top}"
+
+
+def json_line(p: Prediction, k: int) -> str:
+    """One prediction as one line of JSON; ``top_k`` lists the ``k`` most likely digits."""
+    record = p.to_dict()
+    record["top_k"] = [{"digit": d, "probability": q} for d, q in p.top_k(k)]
+    return json.dumps(record)
 
 
 def write_csv(path: str | os.PathLike[str], results: list[Prediction]) -> None:

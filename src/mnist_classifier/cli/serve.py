@@ -20,7 +20,8 @@ from typing import Any
 
 from ..errors import ConfigError, MissingExtraError, MnistClassifierError
 from ..runtime import SERVE_THREADS
-from .options import add_backend, add_device, add_threads
+from .completion import complete_path
+from .options import add_backend, add_device, add_quiet, add_threads
 
 # python-multipart imports as "multipart"; fastapi_offline ships the /docs and /redoc assets
 EXTRA_MODULES = ("fastapi", "uvicorn", "multipart", "prometheus_client", "fastapi_offline")
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
         description="Serve the drawing page at / and the HTTP API under /api (OpenAPI docs "
         "at /docs) for one model. Needs the serve extra: pip install 'mnist-classifier[serve]'.",
     )
-    serve.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    complete_path(serve.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT"))
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -97,6 +98,7 @@ def register(subparsers: Any) -> None:
         help=f"connections open at once (default: {defaults.max_connections}); more are "
         "answered 503 and closed",
     )
+    add_quiet(serve, "model line, request log or server info; the address line and warnings stay")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -220,18 +222,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.workers == 1
         else None
     )
-    print(
-        f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}",
-        flush=True,
-    )
+    say = (lambda _text: None) if args.quiet else (lambda text: print(text, flush=True))
+    say(f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}")
     if not _is_loopback(args.host):
         print(public_host_warning(args.host), file=sys.stderr, flush=True)
     if args.workers > 1:
-        print(f"{args.workers} worker processes, each loading the model", flush=True)
+        say(f"{args.workers} worker processes, each loading the model")
+    # Kept with -q: with --port 0 it is the only way to learn the port.
     print(f"open {url_of(sock)}  (API docs: {url_of(sock)}docs; Ctrl-C stops)", flush=True)
     config: dict[str, Any] = {
-        "log_level": "info",
-        "access_log": not args.no_access_log,
+        "log_level": "warning" if args.quiet else "info",
+        "access_log": not (args.no_access_log or args.quiet),
         "log_config": log_config(),
         # Requests in flight when stopping are finished (drained) before the server exits.
         "timeout_graceful_shutdown": limits.shutdown_drain,

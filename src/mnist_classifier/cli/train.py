@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from ..run_folder import REPORT_FILE
+from .completion import complete_path
 from .data import add_data_dir
 from .options import (
     add_device,
     add_model_args,
+    add_no_progress,
+    add_quiet,
     add_threads,
     add_training_choices,
     parse_model_args,
     training_default,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..training.run import Run
 
 
 def register(subparsers: Any) -> None:
@@ -39,22 +48,43 @@ def register(subparsers: Any) -> None:
         help="log losses, learning rate, metrics, hyper-parameters and the confusion matrix "
         "for TensorBoard into DIR (default RUN/tensorboard/); needs the 'tensorboard' extra",
     )
+    opt(
+        "--json",
+        action="store_true",
+        help="end with a JSON summary on stdout (run folder, checkpoint, report, metrics); "
+        "the progress lines go to stderr",
+    )
+    add_quiet(train, "per-epoch lines or progress bar")
+    add_no_progress(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="test-set metrics of a run or checkpoint (a classification report)"
     )
-    evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    complete_path(evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT"))
     add_data_dir(evaluate)
     add_device(evaluate)
     add_threads(evaluate, default=None, default_text="one per core")
     evaluate.add_argument("--json", action="store_true", help="write the metrics as JSON to stdout")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    models = subparsers.add_parser("models", help="list the registered models")
+    models = subparsers.add_parser(
+        "models",
+        help="list the registered models",
+        description="List the registered models: the built-in ones and those that installed "
+        "packages add through the 'mnist_classifier.models' entry point.",
+    )
+    models.add_argument(
+        "--json",
+        action="store_true",
+        help="a JSON list of {name, parameters, description, arguments, provider}",
+    )
     models.set_defaults(func=cmd_models)
 
     recipes = subparsers.add_parser("recipes", help="list the named training recipes")
+    recipes.add_argument(
+        "--json", action="store_true", help="a JSON list of {name, description, settings}"
+    )
     recipes.set_defaults(func=cmd_recipes)
 
 
@@ -107,9 +137,16 @@ TRAIN_KEYS = (
 )  # fmt: skip
 
 
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from .. import progress_bar
     from ..training.api import train
 
+    # -q: no per-epoch lines; --json: they go to stderr, so stdout holds the JSON alone.
+    log = None if args.quiet else (_to_stderr if args.json else print)
     overrides = {key: getattr(args, key) for key in TRAIN_KEYS}
     model_args = parse_model_args(args.model_arg)
     callbacks: list[Any] = []
@@ -117,29 +154,58 @@ def cmd_train(args: argparse.Namespace) -> int:
         from ..training.tensorboard import TensorBoardLogger
 
         callbacks.append(TensorBoardLogger(args.tensorboard or None))
-    if args.resume:
-        if args.recipe or args.config or args.out or model_args:
-            from ..errors import ConfigError
+    with progress_bar.disabled(args.quiet or args.no_progress):
+        if args.resume:
+            if args.recipe or args.config or args.out or model_args:
+                from ..errors import ConfigError
 
-            raise ConfigError(
-                "--resume takes the run's stored config; drop --recipe/--config/--out/--model-arg"
+                raise ConfigError(
+                    "--resume takes the run's stored config; "
+                    "drop --recipe/--config/--out/--model-arg"
+                )
+            run = train(resume=args.resume, log=log, callbacks=callbacks, **overrides)
+        else:
+            run = train(
+                args.config,
+                out=args.out,
+                recipe=args.recipe,
+                log=log,
+                model_args=model_args,
+                callbacks=callbacks,
+                **overrides,
             )
-        run = train(resume=args.resume, callbacks=callbacks, **overrides)
-    else:
-        run = train(
-            args.config,
-            out=args.out,
-            recipe=args.recipe,
-            model_args=model_args,
-            callbacks=callbacks,
-            **overrides,
-        )
+    report = None
     if not args.no_report:
         from ..evaluation.report import write_report
 
-        print(f"report: {write_report(run.path)}")
-    print(f"run folder: {run.path}")
+        report = write_report(run.path)
+        if log is not None:
+            log(f"report: {report}")
+    if args.json:
+        print(json.dumps(train_summary(run, report), indent=2))
+    else:
+        print(f"run folder: {run.path}")
     return 0
+
+
+def train_summary(run: Run, report: Path | None) -> dict[str, Any]:
+    """What ``train --json`` prints: where everything is, and the headline numbers."""
+    metrics = run.metrics
+    split_keys = ("accuracy", "loss")
+    return {
+        "run": str(run.path),
+        "best_checkpoint": str(run.best_checkpoint),
+        "last_checkpoint": str(run.last_checkpoint),
+        "report": str(report) if report is not None else None,
+        "model": metrics.get("model", run.config.model),
+        "parameters": metrics.get("parameters"),
+        "epochs_run": metrics.get("epochs_run"),
+        "best_epoch": metrics.get("best_epoch"),
+        "train_seconds": metrics.get("train_seconds"),
+        "device": metrics.get("device"),
+        "test": {k: metrics.get("test", {}).get(k) for k in split_keys},
+        "val": {k: metrics.get("val", {}).get(k) for k in split_keys},
+    }
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -164,24 +230,49 @@ def cmd_models(args: argparse.Namespace) -> int:
         describe_model,
         list_models,
         model_arguments,
+        model_provider,
     )
 
-    names = list_models()
-    width = max(len(n) for n in names)
-    print(f"{'model':<{width}}  {'parameters':>10}  description [arguments]")
-    for name in names:
-        params = count_parameters(create_model(name))
-        arguments = ", ".join(
+    def arguments(name: str) -> str:
+        return ", ".join(
             f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
             for k, v in model_arguments(name).items()
         )
-        print(f"{name:<{width}}  {params:>10,}  {describe_model(name)} [{arguments}]")
+
+    rows: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "parameters": count_parameters(create_model(name)),
+            "description": describe_model(name),
+            "arguments": model_arguments(name),  # --model-arg keys with their defaults
+            "provider": model_provider(name),  # the plugin package; null for built-in models
+        }
+        for name in list_models()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    width = max(len(row["name"]) for row in rows)
+    print(f"{'model':<{width}}  {'parameters':>10}  description [arguments]")
+    for row in rows:
+        origin = f" (from {row['provider']})" if row["provider"] else ""
+        print(
+            f"{row['name']:<{width}}  {row['parameters']:>10,}  {row['description']}{origin}"
+            f" [{arguments(row['name'])}]"
+        )
     return 0
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
     from ..training.recipes import RECIPES
 
+    if args.json:
+        rows = [
+            {"name": name, "description": description, "settings": dict(settings)}
+            for name, (description, settings) in RECIPES.items()
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
     width = max(len(n) for n in RECIPES)
     for name, (description, _) in RECIPES.items():
         print(f"{name:<{width}}  {description}")

@@ -15,15 +15,14 @@ import hashlib
 import http.client
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
-from .. import __version__
+from .. import __version__, progress_bar
 from ..errors import ConfigError, DataError, DownloadError
 from ..fileio import atomic_path
 from . import sources
@@ -61,8 +60,10 @@ class _MirrorFailed(Exception):
 class Progress:
     """A one-file progress bar on ``stream``.
 
-    On a terminal it redraws one line with ``\\r``; otherwise (a log file, CI)
-    it writes one plain line when a file starts and one when it is done.
+    On a terminal or in a notebook it is a tqdm bar (bytes, rate, ETA) that is cleared and
+    replaced by one summary line when the file is done; elsewhere (a log file, CI), or with
+    progress bars switched off (``TQDM_DISABLE=1``, ``--no-progress``), it writes one plain
+    line when a file starts and one when it is done.
     """
 
     def __init__(self, name: str, total: int | None, stream: TextIO | None = None) -> None:
@@ -70,45 +71,39 @@ class Progress:
         self.total = total if total and total > 0 else None
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_draw = 0.0
-        if not self.tty:
+        self._bar: Any = None
+        if progress_bar.wanted(self.stream):
+            self._bar = progress_bar.new_bar(
+                total=self.total,
+                desc=name,
+                stream=self.stream,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1000,
+            )
+        else:
             size = f" ({_human_size(self.total)})" if self.total else ""
             self._write(f"downloading {name}{size}\n")
 
     def update(self, n: int) -> None:
         """Count ``n`` more bytes received."""
         self.done += n
-        if self.tty:
-            now = time.monotonic()
-            if now - self._last_draw >= 0.1:
-                self._last_draw = now
-                self._draw()
+        if self._bar is not None:
+            self._bar.update(n)
 
     def finish(self, note: str) -> None:
         """End the bar with ``note`` (for example "verified")."""
-        if self.tty:
-            self._draw()
-            self._write(f"  {note}\n")
-        else:
-            self._write(f"{self.name}: {_human_size(self.done)}, {note}\n")
+        self._close()
+        self._write(f"{self.name}: {_human_size(self.done)}, {note}\n")
 
     def abort(self) -> None:
-        """End a redrawn line so the next message starts on its own line."""
-        if self.tty:
-            self._write("\n")
+        """Clear the bar so the next message starts on its own line."""
+        self._close()
 
-    def _draw(self) -> None:
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(frac * 30)
-            text = (
-                f"\r{self.name:<28} [{bar:<30}] {frac:4.0%} "
-                f"{_human_size(self.done)} / {_human_size(self.total)}"
-            )
-        else:
-            text = f"\r{self.name:<28} {_human_size(self.done)}"
-        self._write(text)
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def _write(self, text: str) -> None:
         self.stream.write(text)

@@ -91,7 +91,7 @@ def export_onnx(
         import onnx  # noqa: F401  (the exporter needs it)
         import onnxruntime as ort
     except ImportError:
-        raise MissingExtraError("onnx", "onnx and onnxruntime", "ONNX export") from None
+        raise MissingExtraError("export", "onnx and onnxruntime", "ONNX export") from None
     from ..fileio import atomic_path
     from ..models.deployed import INPUT_NAME, OUTPUT_NAME
 

@@ -3,13 +3,24 @@
 A model factory is registered under a name; every model takes normalised images
 (B, 1, 28, 28) and returns logits (B, 10). Softmax is applied only by callers
 that want probabilities.
+
+Other packages add models through the ``mnist_classifier.models`` entry-point group
+(:data:`ENTRY_POINT_GROUP`), loaded the first time the registry is asked for a model. An
+entry point names either a module, whose import registers its models with
+:func:`register_model`, or a factory, registered under the entry point's name. A plugin that
+fails to load is skipped with a :class:`PluginWarning`, so one broken package cannot take the
+others down. Once such a package is installed, its models train and their checkpoints load
+everywhere a built-in model does (evaluate, predict, serve, export).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import inspect
+import types
+import warnings
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from torch import nn
@@ -19,8 +30,16 @@ from ..errors import ConfigError
 ModelFactory = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFactory)
 
+ENTRY_POINT_GROUP = "mnist_classifier.models"
+
 _REGISTRY: dict[str, ModelFactory] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_PROVIDERS: dict[str, str] = {}  # model name -> the distribution that registered it (plugins)
+_plugins_loaded = False
+
+
+class PluginWarning(UserWarning):
+    """A package's ``mnist_classifier.models`` entry point could not be loaded."""
 
 
 def register_model(name: str, description: str = "") -> Callable[[F], F]:
@@ -30,18 +49,54 @@ def register_model(name: str, description: str = "") -> Callable[[F], F]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = factory
-        _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().splitlines()[0]
+        doc_lines = (factory.__doc__ or "").strip().splitlines()
+        _DESCRIPTIONS[name] = description or (doc_lines[0] if doc_lines else "")
         return factory
 
     return decorator
 
 
 def _ensure_builtins() -> None:
-    # Importing the modules registers their models (MLPs first, as listed to users).
+    # Importing the modules registers their models (MLPs first, as listed to users), then
+    # the installed plugins add theirs.
     from . import (
         cnn,  # noqa: F401
         mlp,  # noqa: F401
     )
+
+    _load_plugins()
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True  # first: a plugin that lists the models while loading must not recurse
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        provider = ep.dist.name if ep.dist is not None else ep.value
+        before = set(_REGISTRY)
+        try:
+            loaded = ep.load()
+            if not isinstance(loaded, types.ModuleType) and ep.name not in _REGISTRY:
+                if not callable(loaded):
+                    raise TypeError(f"{ep.value} is neither a module nor a model factory")
+                register_model(ep.name)(loaded)
+        except Exception as exc:
+            warnings.warn(
+                f"model plugin {ep.name!r} from {provider} ({ep.value}) was skipped: "
+                f"{type(exc).__name__}: {exc}",
+                PluginWarning,
+                stacklevel=2,
+            )
+            continue
+        for name in set(_REGISTRY) - before:
+            _PROVIDERS[name] = provider
+
+
+def model_provider(name: str) -> str | None:
+    """The distribution whose entry point registered ``name``; None for built-in models."""
+    _ensure_builtins()
+    return _PROVIDERS.get(name)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -60,9 +115,14 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     _ensure_builtins()
     factory = _REGISTRY.get(name)
     if factory is None:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)} (a model from "
+            f"another package needs that package installed: it registers its models under "
+            f"the {ENTRY_POINT_GROUP!r} entry point)"
+        )
     accepted = model_arguments(name)
-    unknown = [key for key in kwargs if key not in accepted]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    unknown = [] if takes_any else [key for key in kwargs if key not in accepted]
     if unknown:
         takes = ", ".join(accepted) if accepted else "no arguments"
         raise ConfigError(

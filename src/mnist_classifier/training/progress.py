@@ -1,43 +1,39 @@
-"""Per-epoch progress: a live bar on a terminal, nothing but summary lines elsewhere."""
+"""Per-epoch progress: a tqdm bar with steps/s, ETA and the running loss (see ``progress_bar``)."""
 
 from __future__ import annotations
 
 import sys
-import time
-from typing import TextIO
+from typing import Any, TextIO
+
+from .. import progress_bar
 
 
 class EpochProgress:
-    """Shows steps done, steps/s and running loss for one epoch, redrawn in place on a tty."""
+    """One epoch's bar, drawn on a terminal or in a notebook unless progress is switched off."""
 
     def __init__(self, epoch: int, epochs: int, total: int, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.label = f"epoch {epoch}/{epochs}"
+        self.enabled = progress_bar.wanted(self.stream)
         self.total = total
-        self.start = time.perf_counter()
-        self.last_draw = 0.0
+        self._done = 0
+        self._bar: Any = None
+        if self.enabled:
+            self._bar = progress_bar.new_bar(
+                total=total, desc=f"epoch {epoch}/{epochs}", stream=self.stream, unit="step"
+            )
 
     def update(self, step: int, running_loss: float) -> None:
-        if not self.enabled:
+        """``step`` steps of the epoch are done; ``running_loss`` is the epoch's mean so far."""
+        if self._bar is None:
             return
-        now = time.perf_counter()
-        if now - self.last_draw < 0.1 and step < self.total:
-            return
-        self.last_draw = now
-        rate = step / max(now - self.start, 1e-9)
-        width = 24
-        filled = int(width * step / max(self.total, 1))
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(
-            f"\r{self.label} [{bar}] {step}/{self.total} {rate:,.0f} steps/s loss {running_loss:.4f}"
-        )
-        self.stream.flush()
+        self._bar.set_postfix_str(f"loss {running_loss:.4f}", refresh=False)
+        self._bar.update(step - self._done)
+        self._done = step
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     @property
     def wants_updates(self) -> bool:
