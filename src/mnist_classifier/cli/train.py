@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ..run_folder import REPORT_FILE
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
     opt("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     opt("--no-report", action="store_true", help=f"skip the plots and {REPORT_FILE} at the end")
     add_data_dir(train)
+    add_distributed(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = subparsers.add_parser(
@@ -75,33 +77,105 @@ def register(subparsers: Any) -> None:
     recipes.set_defaults(func=cmd_recipes)
 
 
+def add_distributed(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "distributed training",
+        "Under torchrun (torchrun --nproc-per-node N -m mnist_classifier train ...) the "
+        "processes train one model; --batch-size is the global batch, split evenly.",
+    )
+    group.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (torch's elastic launcher, as torchrun "
+        "--standalone does); ignored under torchrun",
+    )
+    group.add_argument(
+        "--max-restarts",
+        type=int,
+        metavar="K",
+        help="with --nproc: restart the processes up to K times after a failure; they resume "
+        "the run from its last checkpoint",
+    )
+    group.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="synchronise batch-norm statistics over all processes (CUDA only)",
+    )
+    group.add_argument(
+        "--dist-backend",
+        choices=("gloo", "nccl", "cpu:gloo,cuda:nccl"),
+        help="torch.distributed backend, default gloo on the CPU, nccl for CUDA tensors",
+    )
+
+
 TRAIN_KEYS = (
     "model", "optimizer", "lr", "weight_decay", "batch_size", "epochs", "val_fraction",
     "schedule", "label_smoothing", "augment", "ema", "tta", "patience", "seed", "device",
-    "threads", "limit_train", "data_dir",
+    "threads", "limit_train", "data_dir", "sync_bn",
 )  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..errors import MnistClassifierError, TrainingInterrupted
     from ..training.api import train
+    from ..training.distributed import is_main_process, launched_by_torchrun
 
     overrides = {key: getattr(args, key) for key in TRAIN_KEYS}
-    if args.resume:
-        if args.recipe or args.config or args.out:
-            from ..errors import ConfigError
+    if args.resume and (args.recipe or args.config or args.out):
+        from ..errors import ConfigError
 
-            raise ConfigError(
-                "--resume takes the run's stored config; drop --recipe/--config/--out"
+        raise ConfigError("--resume takes the run's stored config; drop --recipe/--config/--out")
+    if args.nproc is not None and not launched_by_torchrun():
+        return _launch(args, overrides)
+    try:
+        if args.resume:
+            run = train(resume=args.resume, dist_backend=args.dist_backend, **overrides)
+        else:
+            run = train(
+                args.config,
+                out=args.out,
+                recipe=args.recipe,
+                dist_backend=args.dist_backend,
+                **overrides,
             )
-        run = train(resume=args.resume, **overrides)
-    else:
-        run = train(args.config, out=args.out, recipe=args.recipe, **overrides)
+    except MnistClassifierError as exc:
+        # Errors every rank meets together (rank 0's checks, an agreed stop): rank 0 reports.
+        agreed = getattr(exc, "shared_from_main", False) or isinstance(exc, TrainingInterrupted)
+        if agreed and not is_main_process():
+            return exc.exit_code
+        raise
+    if not is_main_process():
+        return 0
     if not args.no_report:
         from ..evaluation.report import write_report
 
         print(f"report: {write_report(run.path)}")
     print(f"run folder: {run.path}")
     return 0
+
+
+def _launch(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """``train --nproc N``: check the config once here, then start N workers running the
+    same command line (with the run folder named, so that restarted workers find it)."""
+    from ..training.configure import default_run_dir, make_config
+    from ..training.distributed import check_batch_divides, launch_local
+
+    argv = list(args.command_line)
+    if args.resume:
+        from ..models.checkpoint import load_checkpoint
+        from ..run_folder import RunFolder
+
+        last = RunFolder(Path(args.resume)).last
+        if last.is_file():  # else the workers say there is nothing to resume
+            check_batch_divides(int(load_checkpoint(last)["config"]["batch_size"]), args.nproc)
+    else:
+        cfg = make_config(args.config, recipe=args.recipe, **overrides)
+        check_batch_divides(cfg.batch_size, args.nproc)
+        if not args.out:
+            argv += ["--out", str(default_run_dir(cfg))]
+    return launch_local(args.nproc, argv, max_restarts=args.max_restarts or 0)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

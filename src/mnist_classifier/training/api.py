@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from ..errors import ConfigError
 from ..evaluation.scoring import evaluate
 from ..models.checkpoint import load_checkpoint
 from ..run_folder import RunFolder
+from . import distributed
 from .configure import default_run_dir, make_config
+from .distributed import DistContext
 from .loop import StepHook, Trainer
 from .run import Run
 
@@ -29,6 +32,7 @@ def train(
     log: Callable[[str], None] | None = print,
     step_hook: StepHook | None = None,
     dataset: Dataset | None = None,
+    dist_backend: str | None = None,
     **overrides: Any,
 ) -> Run:
     """Train a model and return its :class:`Run`.
@@ -36,27 +40,63 @@ def train(
     ``mnist_classifier.train(model="cnn", epochs=3)`` trains into ``runs/<name>``;
     ``train(resume="runs/NAME")`` continues an interrupted run from its last checkpoint.
     ``dataset`` replaces the data named by the config (an in-memory :class:`Dataset`).
+    Under torchrun every process calls this: they train one model together
+    (:mod:`.distributed`; ``dist_backend`` overrides gloo / nccl) and rank 0 writes the run.
     """
     logger = log if log is not None else (lambda _msg: None)
-    if resume is not None:
-        return _resume(Path(resume), logger, step_hook, dataset, overrides)
-    cfg = make_config(config, recipe=recipe, **overrides)
-    run_dir = Path(out) if out is not None else default_run_dir(cfg)
-    if RunFolder(run_dir).holds_run():
-        raise ConfigError(
-            f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --out"
+    ctx = DistContext.from_env()
+    if not ctx.enabled:
+        return _fit(
+            _plan(config, out, recipe, resume, overrides, ctx), logger, step_hook, dataset, ctx
         )
-    Trainer(cfg, run_dir, log=logger, step_hook=step_hook, dataset=dataset).fit()
-    return Run.load(run_dir)
+    with distributed.process_group(ctx, dist_backend, str(overrides.get("device") or "auto")):
+        # Rank 0 checks the run folder and reads any checkpoint; every rank gets its answer.
+        plan = ctx.run_on_main(lambda: _plan(config, out, recipe, resume, overrides, ctx))
+        return _fit(plan, logger, step_hook, dataset, ctx)
 
 
-def _resume(
-    run_dir: Path,
-    log: Callable[[str], None],
-    step_hook: StepHook | None,
-    dataset: Dataset | None,
+@dataclass
+class _Plan:
+    """What a call to :func:`train` will do: the config, the folder, a checkpoint to resume."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    checkpoint: dict[str, Any] | None = None
+    note: str = ""  # the line logged when resuming
+
+
+def _plan(
+    config: Any,
+    out: str | os.PathLike[str] | None,
+    recipe: str | None,
+    resume: str | os.PathLike[str] | None,
     overrides: dict[str, Any],
-) -> Run:
+    ctx: DistContext,
+) -> _Plan:
+    if resume is not None:
+        return _resume_plan(Path(resume), overrides, ctx)
+    cfg = make_config(config, recipe=recipe, **overrides)
+    ctx.check_batch_size(cfg.batch_size)
+    if out is None and ctx.max_restarts > 0:
+        raise ConfigError(
+            "under torchrun --max-restarts, name the run folder with --out: a restarted worker "
+            "group continues the run it finds there"
+        )
+    run_dir = Path(out) if out is not None else default_run_dir(cfg)
+    folder = RunFolder(run_dir)
+    if folder.holds_run():
+        if ctx.restart_count == 0:
+            raise ConfigError(
+                f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --out"
+            )
+        if folder.last.is_file():  # torchrun restarted the workers: continue this run
+            return _resume_plan(run_dir, {}, ctx, same_as=cfg)
+    return _Plan(cfg, run_dir)
+
+
+def _resume_plan(
+    run_dir: Path, overrides: dict[str, Any], ctx: DistContext, same_as: TrainConfig | None = None
+) -> _Plan:
     run = RunFolder(run_dir)
     if not run.last.is_file():
         raise ConfigError(f"{run_dir}: nothing to resume (no last checkpoint in it)")
@@ -67,16 +107,42 @@ def _resume(
     cfg = TrainConfig.from_dict(ckpt["config"], source=str(run.last))
     # Only where the run executes may change; anything else would change the result.
     allowed = {"device", "threads"}
+    if same_as is not None:  # a restarted worker group: the same command, so the same config
+        ours, stored = same_as.to_dict(), cfg.to_dict()
+        if {k: v for k, v in ours.items() if k not in allowed} != {
+            k: v for k, v in stored.items() if k not in allowed
+        }:
+            raise ConfigError(f"{run_dir}: already holds a different run; choose another --out")
+        overrides = {k: ours[k] for k in allowed}
     changed = {k: v for k, v in overrides.items() if v is not None}
     if set(changed) - allowed:
         extra = ", ".join(sorted(set(changed) - allowed))
         raise ConfigError(f"--resume continues the stored config; cannot change {extra}")
     cfg = cfg.updated(changed, source="arguments")
-    trainer = Trainer(cfg, run_dir, log=log, step_hook=step_hook, dataset=dataset)
-    trainer.restore(ckpt)
-    log(
-        f"resuming {run_dir} at epoch {state.get('epochs_done', 0) + 1}, "
+    ctx.check_batch_size(cfg.batch_size)  # another world size works: the global batch is kept
+    why = f"restart {ctx.restart_count} of the worker group: " if same_as is not None else ""
+    note = (
+        f"{why}resuming {run_dir} at epoch {state.get('epochs_done', 0) + 1}, "
         f"step {state.get('step_in_epoch', 0)}"
     )
+    return _Plan(cfg, run_dir, ckpt, note)
+
+
+def _fit(
+    plan: _Plan,
+    log: Callable[[str], None],
+    step_hook: StepHook | None,
+    dataset: Dataset | None,
+    ctx: DistContext,
+) -> Run:
+    trainer = Trainer(
+        plan.cfg, plan.run_dir, log=log, step_hook=step_hook, dataset=dataset, dist=ctx
+    )
+    if plan.checkpoint is not None:
+        trainer.restore(plan.checkpoint)
+        trainer.log(plan.note)
     trainer.fit()
-    return Run.load(run_dir)
+    ctx.barrier()  # every rank leaves together, after rank 0 has written the run
+    if not ctx.is_main:  # the run folder may live on another machine
+        return Run(path=plan.run_dir, config=plan.cfg)
+    return Run.load(plan.run_dir)
