@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,6 +202,12 @@ def test_sigterm_on_one_rank_stops_all_at_one_step_and_resume_finishes(world2, t
     # Rank 0 was never signalled, yet saved the state of the step rank 1 stopped at.
     assert (state["epochs_done"], state["step_in_epoch"]) == (1, 5)
     assert not (out / "metrics.json").exists()
+    # A checkpoint of 2 processes resumes in one: the global batch is the same.
+    alone = tmp_path / "alone"
+    shutil.copytree(out, alone)
+    mnist_classifier.train(resume=alone, log=None)
+    for which in ("last", "best"):
+        assert max_difference(weights(alone, which), weights(reference, which)) < 1e-5
     # Resumed through the one-machine launcher (torch's elastic launch API).
     resumed = run_job([sys.executable, "-m", "mnist_classifier", "train", "--nproc", "2",
                        "--resume", str(out), "--no-report"])  # fmt: skip
@@ -249,3 +256,11 @@ def test_a_global_batch_that_does_not_divide_is_refused_in_one_line(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--batch-size 33" in lines[0] and "2 processes" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_sync_bn_off_cuda_is_refused_in_one_line(tmp_path):
+    done = run_job([sys.executable, "-m", "mnist_classifier", "train", "--nproc", "2",
+                    "--sync-bn", "--device", "cpu", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--sync-bn needs CUDA" in lines[0]

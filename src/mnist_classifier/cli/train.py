@@ -159,8 +159,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """``train --nproc N``: check the config once here, then start N workers running the
     same command line (with the run folder named, so that restarted workers find it)."""
+    from ..config import TrainConfig
     from ..training.configure import default_run_dir, make_config
-    from ..training.distributed import check_batch_divides, launch_local
+    from ..training.distributed import check_world, launch_local
 
     argv = list(args.command_line)
     if args.resume:
@@ -169,10 +170,12 @@ def _launch(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
         last = RunFolder(Path(args.resume)).last
         if last.is_file():  # else the workers say there is nothing to resume
-            check_batch_divides(int(load_checkpoint(last)["config"]["batch_size"]), args.nproc)
+            stored = load_checkpoint(last)["config"]
+            changed = {k: overrides[k] for k in ("device", "threads") if overrides[k] is not None}
+            check_world(TrainConfig.from_dict(stored).updated(changed), args.nproc)
     else:
         cfg = make_config(args.config, recipe=args.recipe, **overrides)
-        check_batch_divides(cfg.batch_size, args.nproc)
+        check_world(cfg, args.nproc)
         if not args.out:
             argv += ["--out", str(default_run_dir(cfg))]
     return launch_local(args.nproc, argv, max_restarts=args.max_restarts or 0)

@@ -76,7 +76,7 @@ def _plan(
     if resume is not None:
         return _resume_plan(Path(resume), overrides, ctx)
     cfg = make_config(config, recipe=recipe, **overrides)
-    ctx.check_batch_size(cfg.batch_size)
+    distributed.check_world(cfg, ctx.world_size)
     if out is None and ctx.max_restarts > 0:
         raise ConfigError(
             "under torchrun --max-restarts, name the run folder with --out: a restarted worker "
@@ -119,7 +119,7 @@ def _resume_plan(
         extra = ", ".join(sorted(set(changed) - allowed))
         raise ConfigError(f"--resume continues the stored config; cannot change {extra}")
     cfg = cfg.updated(changed, source="arguments")
-    ctx.check_batch_size(cfg.batch_size)  # another world size works: the global batch is kept
+    distributed.check_world(cfg, ctx.world_size)  # another world size works: same global batch
     why = f"restart {ctx.restart_count} of the worker group: " if same_as is not None else ""
     note = (
         f"{why}resuming {run_dir} at epoch {state.get('epochs_done', 0) + 1}, "

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import TrainConfig
 from ..data.batches import Split
 from ..errors import ConfigError, MnistClassifierError
 
@@ -193,6 +194,19 @@ class DistContext:
             import torch.distributed as dist
 
             dist.barrier()
+
+
+def check_world(cfg: TrainConfig, world_size: int) -> None:
+    """Refuse, in one line, a config that ``world_size`` processes cannot train: a global
+    batch that does not divide, or ``sync_bn`` off CUDA."""
+    check_batch_divides(cfg.batch_size, world_size)
+    if world_size > 1 and cfg.sync_bn:
+        from ..runtime import resolve_device
+
+        if resolve_device(cfg.device).type != "cuda":
+            raise ConfigError(
+                "--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on the CPU)"
+            )
 
 
 def check_batch_divides(batch_size: int, world_size: int) -> None:
