@@ -94,6 +94,12 @@ class DistContext:
             return torch.device("cuda", self.local_rank)
         return resolved
 
+    def describe_batch(self, batch_size: int) -> str:
+        """The global batch as log lines show it: ``64``, or ``64 = 2 processes x 32``."""
+        if not self.enabled:
+            return str(batch_size)
+        return f"{batch_size} = {self.world_size} processes x {batch_size // self.world_size}"
+
     def check_batch_size(self, batch_size: int) -> None:
         """Refuse a global batch that does not split evenly over the ranks."""
         check_batch_divides(batch_size, self.world_size)

@@ -272,6 +272,7 @@ class Trainer:
                     )
                     progress.update(
                         step + 1,
+                        # rank 0's shard stands for the batch: the bar shows an estimate
                         (self.progress.partial["loss_sum"] + loss_sum.item() * self.dist.world_size)
                         / seen,
                     )
@@ -316,12 +317,8 @@ class Trainer:
             self.log(
                 f"training {cfg.model} ({params:,} parameters) on {self.device.type}: "
                 f"{len(self.train_split):,} train / {len(self.val_split):,} validation images, "
-                f"{cfg.epochs} epochs of {self.steps_per_epoch} steps (batch {cfg.batch_size}"
-                + (
-                    f" = {self.dist.world_size} processes x {cfg.batch_size // self.dist.world_size})"
-                    if self.dist.enabled
-                    else ")"
-                )
+                f"{cfg.epochs} epochs of {self.steps_per_epoch} steps "
+                f"(batch {self.dist.describe_batch(cfg.batch_size)})"
             )
         if self.progress.at_start:
             self.save_last()  # a run killed in its first epoch can still be resumed
