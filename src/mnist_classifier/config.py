@@ -39,6 +39,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: str = "none"  # none | shift | light | strong (see data/augment.py)
     ema: float = 0.0  # decay of an exponential moving average of weights; 0 = off
+    sync_bn: bool = False  # under torchrun: batch-norm statistics over the global batch (CUDA)
     tta: bool = False  # test-time augmentation at evaluation (small shifts, averaged)
     patience: int = 0  # early stopping on validation loss after this many bad epochs; 0 = off
     seed: int = 0

@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors, --help and --version
         return exc.code if isinstance(exc.code, int) else 2
+    args.command_line = list(argv) if argv is not None else sys.argv[1:]
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning

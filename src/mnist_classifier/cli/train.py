@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..run_folder import REPORT_FILE
@@ -22,8 +23,6 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from ..training.run import Run
 
 
@@ -56,6 +55,7 @@ def register(subparsers: Any) -> None:
     )
     add_quiet(train, "per-epoch lines or progress bar")
     add_no_progress(train)
+    add_distributed(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = subparsers.add_parser(
@@ -130,10 +130,43 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser)
 
 
+def add_distributed(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "distributed training",
+        "Under torchrun (torchrun --nproc-per-node N -m mnist_classifier train ...) the "
+        "processes train one model; --batch-size is the global batch, split evenly.",
+    )
+    group.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (torch's elastic launcher, as torchrun "
+        "--standalone does); ignored under torchrun",
+    )
+    group.add_argument(
+        "--max-restarts",
+        type=int,
+        metavar="K",
+        help="with --nproc: restart the processes up to K times after a failure; they resume "
+        "the run from its last checkpoint",
+    )
+    group.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="synchronise batch-norm statistics over all processes (CUDA only)",
+    )
+    group.add_argument(
+        "--dist-backend",
+        choices=("gloo", "nccl", "cpu:gloo,cuda:nccl"),
+        help="torch.distributed backend, default gloo on the CPU, nccl for CUDA tensors",
+    )
+
+
 TRAIN_KEYS = (
     "model", "optimizer", "lr", "weight_decay", "batch_size", "epochs", "val_fraction",
     "schedule", "label_smoothing", "augment", "ema", "tta", "patience", "seed", "device",
-    "threads", "limit_train", "data_dir",
+    "threads", "limit_train", "data_dir", "sync_bn",
 )  # fmt: skip
 
 
@@ -143,37 +176,56 @@ def _to_stderr(message: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .. import progress_bar
+    from ..errors import MnistClassifierError, TrainingInterrupted
     from ..training.api import train
+    from ..training.distributed import is_main_process, launched_by_torchrun
 
     # -q: no per-epoch lines; --json: they go to stderr, so stdout holds the JSON alone.
     log = None if args.quiet else (_to_stderr if args.json else print)
     overrides = {key: getattr(args, key) for key in TRAIN_KEYS}
     model_args = parse_model_args(args.model_arg)
+    if args.resume and (args.recipe or args.config or args.out or model_args):
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            "--resume takes the run's stored config; drop --recipe/--config/--out/--model-arg"
+        )
+    if args.nproc is not None and not launched_by_torchrun():
+        return _launch(args, overrides, model_args)
     callbacks: list[Any] = []
     if args.tensorboard is not None:
         from ..training.tensorboard import TensorBoardLogger
 
         callbacks.append(TensorBoardLogger(args.tensorboard or None))
-    with progress_bar.disabled(args.quiet or args.no_progress):
-        if args.resume:
-            if args.recipe or args.config or args.out or model_args:
-                from ..errors import ConfigError
-
-                raise ConfigError(
-                    "--resume takes the run's stored config; "
-                    "drop --recipe/--config/--out/--model-arg"
+    try:
+        with progress_bar.disabled(args.quiet or args.no_progress):
+            if args.resume:
+                run = train(
+                    resume=args.resume,
+                    log=log,
+                    callbacks=callbacks,
+                    dist_backend=args.dist_backend,
+                    **overrides,
                 )
-            run = train(resume=args.resume, log=log, callbacks=callbacks, **overrides)
-        else:
-            run = train(
-                args.config,
-                out=args.out,
-                recipe=args.recipe,
-                log=log,
-                model_args=model_args,
-                callbacks=callbacks,
-                **overrides,
-            )
+            else:
+                run = train(
+                    args.config,
+                    out=args.out,
+                    recipe=args.recipe,
+                    log=log,
+                    model_args=model_args,
+                    callbacks=callbacks,
+                    dist_backend=args.dist_backend,
+                    **overrides,
+                )
+    except MnistClassifierError as exc:
+        # Errors every rank meets together (rank 0's checks, an agreed stop): rank 0 reports.
+        agreed = getattr(exc, "shared_from_main", False) or isinstance(exc, TrainingInterrupted)
+        if agreed and not is_main_process():
+            return exc.exit_code
+        raise
+    if not is_main_process():
+        return 0
     report = None
     if not args.no_report:
         from ..evaluation.report import write_report
@@ -206,6 +258,31 @@ def train_summary(run: Run, report: Path | None) -> dict[str, Any]:
         "test": {k: metrics.get("test", {}).get(k) for k in split_keys},
         "val": {k: metrics.get("val", {}).get(k) for k in split_keys},
     }
+
+
+def _launch(args: argparse.Namespace, overrides: dict[str, Any], model_args: dict[str, Any]) -> int:
+    """``train --nproc N``: check the config once here, then start N workers running the
+    same command line (with the run folder named, so that restarted workers find it)."""
+    from ..config import TrainConfig
+    from ..training.configure import default_run_dir, make_config
+    from ..training.distributed import check_world, launch_local
+
+    argv = list(args.command_line)
+    if args.resume:
+        from ..models.checkpoint import load_checkpoint
+        from ..run_folder import RunFolder
+
+        last = RunFolder(Path(args.resume)).last
+        if last.is_file():  # else the workers say there is nothing to resume
+            stored = load_checkpoint(last)["config"]
+            changed = {k: overrides[k] for k in ("device", "threads") if overrides[k] is not None}
+            check_world(TrainConfig.from_dict(stored).updated(changed), args.nproc)
+    else:
+        cfg = make_config(args.config, recipe=args.recipe, model_args=model_args, **overrides)
+        check_world(cfg, args.nproc)
+        if not args.out:
+            argv += ["--out", str(default_run_dir(cfg))]
+    return launch_local(args.nproc, argv, max_restarts=args.max_restarts or 0)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -85,7 +85,7 @@ def _base_config(args: argparse.Namespace) -> Any:
     from ..training.configure import make_config
     from .options import parse_model_args
 
-    overrides = {key: getattr(args, key) for key in TRAIN_KEYS}
+    overrides = {key: getattr(args, key, None) for key in TRAIN_KEYS}  # no --sync-bn here
     return make_config(
         args.config, recipe=args.recipe, model_args=parse_model_args(args.model_arg), **overrides
     )

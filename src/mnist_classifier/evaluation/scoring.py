@@ -58,10 +58,15 @@ def score_deployed(
 ) -> tuple[float, float, torch.Tensor]:
     """(mean cross-entropy, accuracy, log-probabilities) of ``deployed`` on ``split``."""
     log_probs = predict_log_probs(deployed, split.images, batch_size=batch_size)
-    labels = split.labels.cpu()
+    loss, acc = loss_and_accuracy(log_probs, split.labels.cpu())
+    return loss, acc, log_probs
+
+
+def loss_and_accuracy(log_probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of log-probabilities (N, 10) against ``labels`` (N,)."""
     loss = F.nll_loss(log_probs, labels).item()
     acc = (log_probs.argmax(1) == labels).float().mean().item()
-    return loss, acc, log_probs
+    return loss, acc
 
 
 def evaluate(

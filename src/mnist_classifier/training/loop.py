@@ -6,7 +6,9 @@ needed to continue exactly where it stopped (weights, optimizer, schedule, RNG
 states, position in the epoch: :mod:`.state`) is saved in the last checkpoint after
 every epoch and on Ctrl-C or SIGTERM, so a resumed run ends with the same weights as an
 uninterrupted one. Optimizers and schedules are built by :mod:`.optim`; validation
-and test scores come from :mod:`mnist_classifier.evaluation.scoring`.
+and test scores come from :mod:`mnist_classifier.evaluation.scoring`. Under torchrun the
+same trainer runs on every rank; :mod:`.distributed` shards the batches and evaluation,
+agrees on when to stop, and leaves writing and printing to rank 0.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
@@ -30,17 +31,22 @@ from ..data.batches import Split, normalize, train_val_split
 from ..data.sources import Dataset, load_dataset
 from ..errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from ..evaluation.metrics import percent, split_metrics
-from ..evaluation.scoring import evaluate_split
 from ..models.channels_last import as_model_input, is_channels_last, prepare_for_cpu
 from ..models.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from ..models.registry import count_parameters, create_model, uses_convolutions
 from ..run_folder import RunFolder, write_config, write_metrics, write_predictions
 from ..runtime import resolve_device, set_threads, training_threads
+from . import distributed
 from .callbacks import Callback, CallbackList, HistoryWriter, ProgressBar
+from .distributed import DistContext
 from .optim import WeightAverage, build_optimizer, build_scheduler
 from .state import Progress, Stateful, restore_state, save_state
 
 StepHook = Callable[[int, int], None]  # (epoch, step) -> None, called before each step
+
+
+def _silent(_message: str) -> None:
+    """The log of ranks other than 0: each line is printed once, by rank 0."""
 
 
 def _augmenter(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None:
@@ -66,6 +72,7 @@ class Trainer:
         step_hook: StepHook | None = None,
         callbacks: Sequence[Callback] = (),
         evaluate_test: bool = True,
+        dist: DistContext | None = None,
     ) -> None:
         """``callbacks`` follow training (:mod:`.callbacks`); ``history.csv`` and the progress
         bar are written by callbacks of their own, always first. ``evaluate_test=False`` keeps
@@ -73,13 +80,20 @@ class Trainer:
         and no ``metrics.json`` are written; the best checkpoint carries validation metrics."""
         self.cfg = cfg.validate()
         self.run = RunFolder(Path(out))
-        self.log = log
-        self.stream = stream
+        # One process, or one rank of a torchrun job: only rank 0 prints and writes files.
+        self.dist = dist if dist is not None else DistContext()
+        self.dist.check_batch_size(cfg.batch_size)
+        self.log = log if self.dist.is_main else _silent
+        self.stream = stream if self.dist.is_main else None
         self.step_hook = step_hook
-        self.callbacks = CallbackList([HistoryWriter(), ProgressBar(stream), *callbacks])
+        # Callbacks write files and draw the bar: rank 0 only (a stop one of them asks for
+        # is agreed by every rank at the end of the epoch).
+        self.callbacks = CallbackList(
+            [HistoryWriter(), ProgressBar(stream), *callbacks] if self.dist.is_main else []
+        )
         self.evaluate_test = evaluate_test
         self.stop_reason: str | None = None
-        self.device = resolve_device(cfg.device)
+        self.device = self.dist.device(resolve_device(cfg.device))
         self.dataset = dataset if dataset is not None else load_dataset(cfg.data_dir)
         self.mean, self.std = self.dataset.mean, self.dataset.std
         train, val = train_val_split(
@@ -99,15 +113,15 @@ class Trainer:
         self.model = prepare_for_cpu(create_model(cfg.model, **cfg.model_kwargs).to(self.device))
         self.threads = training_threads(cfg.threads, self.device, uses_convolutions(self.model))
         self.channels_last = is_channels_last(self.model)
+        # The module the steps call: the model itself, or the model inside DDP.
+        self.train_model = self.dist.wrap(self.model, self.device, cfg.sync_bn)
         self.optimizer = build_optimizer(cfg, self.model)
         n_train = len(self.train_split)
         if n_train < 2:
             raise ConfigError(f"the training split holds {n_train} image(s); at least 2 are needed")
-        # A last batch of one image is dropped: batch norm cannot train on a single sample.
-        self.steps_per_epoch = (
-            n_train // cfg.batch_size
-            if n_train % cfg.batch_size == 1
-            else -(-n_train // cfg.batch_size)
+        # A last batch of one image (per rank) is dropped: batch norm cannot train on it.
+        self.steps_per_epoch = distributed.steps_per_epoch(
+            n_train, cfg.batch_size, self.dist.world_size
         )
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch * cfg.epochs)
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
@@ -166,6 +180,8 @@ class Trainer:
 
     def _checkpoint(self, *, with_state: bool, metrics: dict[str, Any] | None) -> dict[str, Any]:
         state = save_state(self.progress, self._stateful_parts()) if with_state else None
+        if state is not None:
+            state["world_size"] = self.dist.world_size  # a record; resuming at another size works
         model = self.model if with_state else self._eval_model()
         return build_checkpoint(
             model,
@@ -178,8 +194,17 @@ class Trainer:
             training_state=state,
         )
 
+    def _write(self, write: Callable[[], object]) -> None:
+        """Every file of the run is written through here: by rank 0 alone under torchrun."""
+        if self.dist.is_main:
+            write()
+
     def save_last(self, metrics: dict[str, Any] | None = None) -> None:
-        save_checkpoint(self.run.last, self._checkpoint(with_state=True, metrics=metrics))
+        self._write(
+            lambda: save_checkpoint(
+                self.run.last, self._checkpoint(with_state=True, metrics=metrics)
+            )
+        )
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Continue from a resumable checkpoint written by :meth:`save_last`."""
@@ -206,7 +231,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> tuple[float, float]:
         cfg = self.cfg
-        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
+        model, optimizer, scheduler = self.train_model, self.optimizer, self.scheduler
         images, labels = self._epoch_batches()
         if self.progress.step_in_epoch and self.restored_generator_state is not None:
             # Resuming mid-epoch: the generator continues from where it was interrupted.
@@ -225,17 +250,23 @@ class Trainer:
                         self.step_hook(epoch, step)
                     except KeyboardInterrupt:  # raised between two steps: a clean boundary
                         self.interrupt_requested = True
-                if self.interrupt_requested:
+                if self.dist.agree_stop(self.interrupt_requested):  # every rank stops here
+                    self.interrupt_requested = True
                     raise KeyboardInterrupt
                 xb = images[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 yb = labels[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                n_batch = yb.shape[0]
                 if self.augment is not None:
                     x01 = xb.to(torch.float32).unsqueeze(1).div_(255.0)
                     x = (self.augment(x01, self.generator) - self.mean) / self.std
                 else:
                     x = normalize(xb, self.mean, self.std)
+                # Under torchrun each rank takes its part of the (identically drawn) batch.
+                x, yb = self.dist.shard(x, yb)
                 logits = model(as_model_input(self.channels_last, x))
-                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                loss, batch_loss_sum = distributed.batch_loss(
+                    self.dist, logits, yb, n_batch, cfg.label_smoothing
+                )
                 if (step + 1) % check_every == 0 or step + 1 == self.steps_per_epoch:
                     value = loss.item()
                     if not math.isfinite(value):
@@ -250,12 +281,13 @@ class Trainer:
                     scheduler.step()
                 if self.ema is not None:
                     self.ema.update(model)
-                loss_sum += loss.detach() * yb.shape[0]
+                loss_sum += batch_loss_sum
                 correct += (logits.detach().argmax(1) == yb).sum()
                 self.progress.step_in_epoch = step + 1
                 callbacks.on_step(self, epoch, step + 1, loss)
         except KeyboardInterrupt:
-            self._fold_partial(loss_sum, correct, start_step)
+            if self.interrupt_requested:  # a stop every rank agreed on: totals can be summed
+                self._fold_partial(loss_sum, correct, start_step)
             raise
         self._fold_partial(loss_sum, correct, start_step)
         seen = self.progress.partial["seen"]
@@ -270,6 +302,7 @@ class Trainer:
             start_step * self.cfg.batch_size, len(self.train_split)
         )
         if steps > 0:
+            loss_sum, correct = self.dist.sum_over_ranks(loss_sum, correct)
             self.progress.partial["loss_sum"] += float(loss_sum.item())
             self.progress.partial["correct"] += int(correct.item())
             self.progress.partial["seen"] += seen
@@ -285,13 +318,14 @@ class Trainer:
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
-        write_config(self.run, cfg.to_dict())
+        self._write(lambda: write_config(self.run, cfg.to_dict()))
         params = count_parameters(self.model)
         if self.progress.at_start:
             self.log(
                 f"training {cfg.model} ({params:,} parameters) on {self.device.type}: "
                 f"{len(self.train_split):,} train / {len(self.val_split):,} validation images, "
-                f"{cfg.epochs} epochs of {self.steps_per_epoch} steps (batch {cfg.batch_size})"
+                f"{cfg.epochs} epochs of {self.steps_per_epoch} steps "
+                f"(batch {self.dist.describe_batch(cfg.batch_size)})"
             )
         stopped_early = False
         try:
@@ -323,8 +357,12 @@ class Trainer:
 
         def handler(signum: int, frame: Any) -> None:
             self.interrupt_requested = True
-            for sig, before in previous.items():
-                signal.signal(sig, before)
+            # Under torchrun a Ctrl-C reaches a worker twice (from the terminal, then from
+            # the launcher): it stays a request, and the launcher kills what does not stop.
+            # In one process a second signal interrupts at once.
+            if not self.dist.enabled:
+                for sig, before in previous.items():
+                    signal.signal(sig, before)
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -353,8 +391,8 @@ class Trainer:
                 f"interrupted at epoch {epoch}, step {self.progress.step_in_epoch}; state saved to "
                 f"{self.run.last}; continue with: mnist-classifier train --resume {self.run.root}"
             ) from None
-        val_loss, val_acc, _ = evaluate_split(
-            self._eval_model(), self.val_split, self.mean, self.std, cfg.eval_batch_size
+        val_loss, val_acc, _ = distributed.evaluate_split(
+            self.dist, self._eval_model(), self.val_split, self.mean, self.std, cfg.eval_batch_size
         )
         self.progress.train_seconds += time.perf_counter() - started
         lr = self.optimizer.param_groups[0]["lr"]
@@ -375,12 +413,11 @@ class Trainer:
         )
         if improved:
             self.progress.best = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch}
-            save_checkpoint(
-                self.run.best,
-                self._checkpoint(
-                    with_state=False,
-                    metrics={"val": {"accuracy": val_acc, "loss": val_loss}, "epoch": epoch},
-                ),
+            best_metrics = {"val": {"accuracy": val_acc, "loss": val_loss}, "epoch": epoch}
+            self._write(
+                lambda: save_checkpoint(
+                    self.run.best, self._checkpoint(with_state=False, metrics=best_metrics)
+                )
             )
         if cfg.patience:
             if val_loss < self.progress.best_val_loss_for_patience:
@@ -398,8 +435,8 @@ class Trainer:
         if stopped_early:
             self.log(f"early stop: validation loss has not improved for {cfg.patience} epochs")
         self.callbacks.on_epoch_end(self, epoch, dict(row))
-        if self.stop_reason is not None and not stopped_early:
-            self.log(self.stop_reason)
+        if self.dist.agree_stop(self.stop_reason is not None) and not stopped_early:
+            self.log(self.stop_reason or "stopped by a callback")
             stopped_early = True
         return stopped_early
 
@@ -425,7 +462,7 @@ class Trainer:
         )
         best["metrics"] = metrics
         best.pop("path", None)
-        save_checkpoint(self.run.best, best)
+        self._write(lambda: save_checkpoint(self.run.best, best))
         self.save_last(metrics)
         self.log(
             f"validation accuracy {percent(metrics['val']['accuracy'])}  loss {val_loss:.4f}  "
@@ -437,17 +474,23 @@ class Trainer:
     def finish(self, params: int) -> dict[str, Any]:
         """Evaluate the best checkpoint on validation and test; write metrics and predictions."""
         cfg = self.cfg
-        best = load_checkpoint(self.run.best)
+        best = self.dist.run_on_main(lambda: load_checkpoint(self.run.best))
         eval_model = create_model(cfg.model, **cfg.model_kwargs).to(self.device)
         eval_model.load_state_dict(best["state_dict"])
         prepare_for_cpu(eval_model)
-        val_loss, _, val_lp = evaluate_split(
-            eval_model, self.val_split, self.mean, self.std, cfg.eval_batch_size, cfg.tta
+        val_loss, _, val_lp = distributed.evaluate_split(
+            self.dist, eval_model, self.val_split, self.mean, self.std, cfg.eval_batch_size, cfg.tta
         )
         if not self.evaluate_test:
             return self._finish_without_test(best, params, val_loss, val_lp)
-        test_loss, _, test_lp = evaluate_split(
-            eval_model, self.test_split, self.mean, self.std, cfg.eval_batch_size, cfg.tta
+        test_loss, _, test_lp = distributed.evaluate_split(
+            self.dist,
+            eval_model,
+            self.test_split,
+            self.mean,
+            self.std,
+            cfg.eval_batch_size,
+            cfg.tta,
         )
         test_probs = test_lp.exp().numpy()
         metrics: dict[str, Any] = {
@@ -458,6 +501,7 @@ class Trainer:
             "train_seconds": round(self.progress.train_seconds, 3),
             "device": self.device.type,
             "threads": torch.get_num_threads(),
+            "world_size": self.dist.world_size,
             "package_version": __version__,
             "test": split_metrics(self.test_split.labels.cpu().numpy(), test_probs, test_loss),
             "val": split_metrics(
@@ -466,10 +510,12 @@ class Trainer:
         }
         best["metrics"] = metrics
         best.pop("path", None)
-        save_checkpoint(self.run.best, best)
+        self._write(lambda: save_checkpoint(self.run.best, best))
         self.save_last(metrics)
-        write_predictions(self.run, test_probs, self.test_split.labels.cpu().numpy())
-        write_metrics(self.run, metrics)
+        self._write(
+            lambda: write_predictions(self.run, test_probs, self.test_split.labels.cpu().numpy())
+        )
+        self._write(lambda: write_metrics(self.run, metrics))
         self.log(
             f"test accuracy {percent(metrics['test']['accuracy'])}  loss {test_loss:.4f}  "
             f"(best epoch {self.progress.best['epoch']}, validation {percent(metrics['val']['accuracy'])}, "
