@@ -260,7 +260,9 @@ def train_summary(run: Run, report: Path | None) -> dict[str, Any]:
     }
 
 
-def _launch(args: argparse.Namespace, overrides: dict[str, Any], model_args: dict[str, Any]) -> int:
+def _launch(
+    args: argparse.Namespace, overrides: dict[str, Any], model_args: dict[str, Any] | None
+) -> int:
     """``train --nproc N``: check the config once here, then start N workers running the
     same command line (with the run folder named, so that restarted workers find it)."""
     from ..config import TrainConfig
