@@ -97,6 +97,8 @@ def test_the_inference_requirements_have_the_floors_of_pyproject() -> None:
         "fastapi",
         "uvicorn",
         "python-multipart",
+        "prometheus-client",
+        "fastapi-offline",
         "shtab",
     }
     for name, version in slim.items():
@@ -108,7 +110,7 @@ def test_the_floor_versions_are_those_of_pyproject() -> None:
     pinned = floors(requirement_lines(ROOT / "requirements" / "floors.txt"))
     declared = declared_floors()
     checked = ("numpy", "pillow", "matplotlib", "tqdm", "shtab", "fastapi", "uvicorn")
-    checked += ("python-multipart", "onnxruntime")
+    checked += ("python-multipart", "onnxruntime", "prometheus-client", "fastapi-offline")
     for name in checked:
         floor = declared[name]
         # The pin is the declared floor, or (numpy) the lowest one that the other floors accept.
