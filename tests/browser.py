@@ -49,9 +49,13 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium ``Browser`` shared by the session."""
+    """A headless Chromium ``Browser`` shared by one test module.
+
+    Not by the whole session: while Playwright's sync API is active it keeps an asyncio loop
+    running in the main thread, and later tests that call ``asyncio.run``/``anyio.run`` would
+    fail with "Already running asyncio in this thread"."""
     if not CHROMIUM_PATH.exists():
         unavailable(f"{CHROMIUM_PATH} not found (apt-get install chromium)")
     try:
