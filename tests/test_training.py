@@ -176,3 +176,33 @@ def test_recipe_model_arguments_do_not_follow_another_model():
     assert make_config(recipe="cnn-best", model="mlp-128").model_kwargs == {}
     with pytest.raises(ConfigError, match=r"dropout must be a number in \[0, 1\)"):
         make_config(model="mlp-128-64-dropout", model_kwargs={"dropout": 2.0})
+
+
+def test_a_second_signal_inside_a_step_keeps_the_last_whole_step_checkpoint(small_mnist, tmp_path):
+    """The first Ctrl-C is a request for the next step boundary; a second one, arriving inside
+    a step, interrupts at once, and what it leaves behind is never saved as a resumable state."""
+    import os
+    import signal
+
+    from mnist_classifier.config import TrainConfig
+    from mnist_classifier.training.loop import Trainer
+
+    cfg = TrainConfig(model="mlp-128", epochs=1, limit_train=640, batch_size=32, threads=1)
+    trainer = Trainer(cfg, tmp_path / "r", dataset=small_mnist, log=lambda _m: None)
+    step = trainer.optimizer.step
+    calls = {"n": 0}
+
+    def step_then_two_signals(*args, **kwargs):
+        result = step(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:  # inside step 4, after its update: both signals at once
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    trainer.optimizer.step = step_then_two_signals
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    state = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["training"]
+    # Only the state written before training started: nothing claims step 3 or 4 is whole.
+    assert state["step_in_epoch"] == 0 and state["epochs_done"] == 0

@@ -131,6 +131,7 @@ class Trainer:
         self.progress = Progress(epoch_generator_state=self.generator.get_state())
         self.restored_generator_state: torch.Tensor | None = None
         self.interrupt_requested = False
+        self.stopped_at_boundary = False  # the interrupt was honoured between two steps
 
     def request_stop(self, reason: str) -> None:
         """Finish the run after the current epoch (for callbacks: a budget, a plateau)."""
@@ -252,6 +253,7 @@ class Trainer:
                         self.interrupt_requested = True
                 if self.dist.agree_stop(self.interrupt_requested):  # every rank stops here
                     self.interrupt_requested = True
+                    self.stopped_at_boundary = True
                     raise KeyboardInterrupt
                 xb = images[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 yb = labels[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -269,11 +271,16 @@ class Trainer:
                 )
                 if (step + 1) % check_every == 0 or step + 1 == self.steps_per_epoch:
                     value = loss.item()
-                    if not math.isfinite(value):
-                        raise TrainingError(
-                            f"loss became {value} at epoch {epoch}, step {step + 1}; training "
-                            f"stopped, the last good checkpoint is {self.run.last}"
+                    # Agreed by every rank (each sees only its shard's loss), so none goes on
+                    # alone into the next collective.
+                    if self.dist.agree_stop(not math.isfinite(value)):
+                        error = TrainingError(
+                            f"loss became non-finite ({value} in this process) at epoch {epoch}, "
+                            f"step {step + 1}; training stopped, the last good checkpoint is "
+                            f"{self.run.last}"
                         )
+                        error.shared_from_main = True  # type: ignore[attr-defined]
+                        raise error
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -286,7 +293,7 @@ class Trainer:
                 self.progress.step_in_epoch = step + 1
                 callbacks.on_step(self, epoch, step + 1, loss)
         except KeyboardInterrupt:
-            if self.interrupt_requested:  # a stop every rank agreed on: totals can be summed
+            if self.stopped_at_boundary:  # a stop every rank agreed on: totals can be summed
                 self._fold_partial(loss_sum, correct, start_step)
             raise
         self._fold_partial(loss_sum, correct, start_step)
@@ -360,7 +367,7 @@ class Trainer:
             # Under torchrun a Ctrl-C reaches a worker twice (from the terminal, then from
             # the launcher): it stays a request, and the launcher kills what does not stop.
             # In one process a second signal interrupts at once.
-            if not self.dist.enabled:
+            if not distributed.launched_by_torchrun():
                 for sig, before in previous.items():
                     signal.signal(sig, before)
 
@@ -381,7 +388,7 @@ class Trainer:
         try:
             train_loss, train_acc = self._train_epoch(epoch)
         except KeyboardInterrupt:
-            if not self.interrupt_requested:
+            if not self.stopped_at_boundary:
                 # Interrupted inside a step (a second Ctrl-C): that state is not a whole step,
                 # so the last checkpoint written stays the one to resume from.
                 raise
