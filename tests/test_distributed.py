@@ -217,6 +217,20 @@ def test_sigterm_on_one_rank_stops_all_at_one_step_and_resume_finishes(world2, t
         assert max_difference(weights(out, which), weights(reference, which)) == 0.0
 
 
+def test_a_restarted_group_does_not_take_over_a_run_it_did_not_start(tmp_path):
+    out = tmp_path / "run"
+    first = run_job(standalone(2, *JOB_ARGS, "--out", str(out)), fault="2:5:1:TERM")
+    assert first.returncode != 0 and "interrupted at epoch 2, step 5" in first.stderr
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    # Another job on that folder is refused; torchrun restarts it, and the restart must be
+    # refused too instead of quietly continuing the first job's run.
+    second = run_job(standalone(2, *JOB_ARGS, "--out", str(out), max_restarts=1))
+    assert second.returncode != 0
+    assert "already holds a run" in second.stderr
+    assert "resuming" not in second.stdout
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
 def test_two_nodes_on_loopback_train_one_model(world2, tmp_path):
     reference, _, _ = world2
     port = free_port()

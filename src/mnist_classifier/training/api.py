@@ -124,6 +124,11 @@ def _resume_plan(
     cfg = TrainConfig.from_dict(ckpt["config"], source=str(run.last))
     # Only where the run executes may change; anything else would change the result.
     allowed = {"device", "threads"}
+    if same_as is not None and (not ctx.job or state.get("job") != ctx.job):
+        # Not written by an earlier attempt of this job: a run that was there before it.
+        raise ConfigError(
+            f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --out"
+        )
     if same_as is not None:  # a restarted worker group: the same command, so the same config
         ours, stored = same_as.to_dict(), cfg.to_dict()
         if {k: v for k, v in ours.items() if k not in allowed} != {

@@ -45,6 +45,20 @@ def launched_by_torchrun() -> bool:
     )
 
 
+def job_token() -> str:
+    """Names the torchrun job this worker belongs to, unchanged when torchrun restarts the
+    worker group: the rendezvous id, or (with the default id "none" of a single-machine
+    torchrun) that id with the host and the launcher's process id. Empty without torchrun."""
+    if not launched_by_torchrun():
+        return ""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    if run_id in ("", "none"):
+        import socket
+
+        return f"{run_id or 'none'}/{socket.gethostname()}/{os.getppid()}"
+    return run_id
+
+
 def is_main_process() -> bool:
     """True unless this process is a rank other than 0 (read from torchrun's environment)."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -59,6 +73,7 @@ class DistContext:
     local_rank: int = 0
     restart_count: int = 0  # torchrun's TORCHELASTIC_RESTART_COUNT: restarts of the worker group
     max_restarts: int = 0  # torchrun's TORCHELASTIC_MAX_RESTARTS
+    job: str = ""  # which torchrun job this is, the same across its restarts (job_token)
     collective_device: str = "cpu"  # where small tensors go for collectives ("cuda" under nccl)
 
     @property
@@ -82,6 +97,7 @@ class DistContext:
                 local_rank=int(env.get("LOCAL_RANK", "0")),
                 restart_count=int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
                 max_restarts=int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")),
+                job=job_token(),
             )
         except ValueError as exc:
             raise ConfigError(f"torchrun environment is not understood ({exc})") from None

@@ -183,6 +183,7 @@ class Trainer:
         state = save_state(self.progress, self._stateful_parts()) if with_state else None
         if state is not None:
             state["world_size"] = self.dist.world_size  # a record; resuming at another size works
+            state["job"] = self.dist.job  # a restarted worker group continues only its own run
         model = self.model if with_state else self._eval_model()
         return build_checkpoint(
             model,
