@@ -28,6 +28,7 @@ def test_without_torchrun_the_context_is_one_process(monkeypatch):
 
 def test_torchrun_environment_is_read(monkeypatch):
     env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "TORCHELASTIC_RESTART_COUNT": "2"}
+    env["MASTER_ADDR"] = "127.0.0.1"
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     ctx = DistContext.from_env()
@@ -75,3 +76,21 @@ def test_a_shard_loss_is_scaled_to_the_global_batch():
         for r, (lg, lb) in enumerate(((logits[:4], labels[:4]), (logits[4:], labels[4:])))
     ]
     assert torch.allclose((parts[0] + parts[1]) / 2, mean)
+
+
+def test_a_world_size_without_torchrun_is_one_line(monkeypatch):
+    from mnist_classifier.errors import ConfigError
+    from mnist_classifier.training.distributed import DistContext
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ConfigError, match="not a torchrun worker"):
+        DistContext.from_env()
+
+
+def test_max_restarts_without_nproc_is_refused(tmp_path, capsys):
+    from mnist_classifier.cli import main
+
+    assert main(["train", "--max-restarts", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "--max-restarts needs --nproc" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

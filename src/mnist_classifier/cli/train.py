@@ -190,13 +190,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--resume takes the run's stored config; drop --recipe/--config/--out/--model-arg"
         )
-    if args.nproc is not None and not launched_by_torchrun():
-        return _launch(args, overrides, model_args)
+    if args.max_restarts is not None and args.nproc is None and not launched_by_torchrun():
+        from ..errors import ConfigError
+
+        raise ConfigError("--max-restarts needs --nproc (torchrun has its own --max-restarts)")
     callbacks: list[Any] = []
-    if args.tensorboard is not None:
+    if args.tensorboard is not None:  # checked before launching: one line, not one per process
         from ..training.tensorboard import TensorBoardLogger
 
         callbacks.append(TensorBoardLogger(args.tensorboard or None))
+    if args.nproc is not None and not launched_by_torchrun():
+        return _launch(args, overrides, model_args)
     try:
         with progress_bar.disabled(args.quiet or args.no_progress):
             if args.resume:

@@ -91,7 +91,7 @@ class DistContext:
         """The context torchrun describes in the environment (single process without it)."""
         env = os.environ
         try:
-            return cls(
+            ctx = cls(
                 rank=int(env.get("RANK", "0")),
                 world_size=int(env.get("WORLD_SIZE", "1")),
                 local_rank=int(env.get("LOCAL_RANK", "0")),
@@ -101,6 +101,12 @@ class DistContext:
             )
         except ValueError as exc:
             raise ConfigError(f"torchrun environment is not understood ({exc})") from None
+        if ctx.world_size > 1 and "MASTER_ADDR" not in env:
+            raise ConfigError(
+                f"WORLD_SIZE is {ctx.world_size} but this is not a torchrun worker (no "
+                "MASTER_ADDR); unset WORLD_SIZE, or start with torchrun or train --nproc"
+            )
+        return ctx
 
     # ------------------------------------------------------------------ set-up
 
@@ -196,17 +202,23 @@ class DistContext:
         import torch.distributed as dist
 
         payload: list[Any] = [None]
+        failure: BaseException | None = None
         if self.is_main:
             try:
                 payload[0] = ("ok", fn())
-            except MnistClassifierError as exc:
-                payload[0] = ("error", (type(exc), str(exc)))
+            except MnistClassifierError as exc:  # rank 0 reports it; the others exit with it
+                failure, payload[0] = exc, ("error", (str(exc), exc.exit_code))
+            except Exception as exc:  # unforeseen: still no rank may wait for an answer
+                failure, payload[0] = exc, ("error", (f"{type(exc).__name__}: {exc}", 1))
         dist.broadcast_object_list(payload, src=0)
         kind, value = payload[0]
         if kind == "error":
-            error_type, message = value
-            error = error_type(message)
-            error.shared_from_main = True
+            if failure is not None:
+                raise failure
+            message, exit_code = value
+            error = MnistClassifierError(message)
+            error.exit_code = exit_code
+            error.shared_from_main = True  # type: ignore[attr-defined]
             raise error
         return value
 
