@@ -182,3 +182,40 @@ def test_a_broken_plugin_is_one_warning_line_in_the_cli(
     (line,) = captured.err.splitlines()
     assert line.startswith("mnist-classifier: warning: model plugin 'odd' from odd-plugin")
     assert "neither a module nor a model factory" in line
+
+
+def test_a_factory_that_fails_or_needs_arguments_is_one_line_and_models_still_lists(capsys):
+    import torch
+
+    from mnist_classifier.cli import main
+    from mnist_classifier.errors import ConfigError
+    from mnist_classifier.models import registry
+
+    @registry.register_model("test-needs-argument")
+    def needs_argument(size):  # no default: `models` cannot build it alone
+        return torch.nn.Linear(784, size)
+
+    @registry.register_model("test-broken")
+    def broken():
+        raise KeyError("weights")
+
+    @registry.register_model("test-not-a-module")
+    def not_a_module():
+        return "a string"
+
+    try:
+        for name, message in [
+            ("test-broken", "could not be built (KeyError"),
+            ("test-not-a-module", "not a torch module"),
+        ]:
+            with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+                registry.create_model(name)
+        assert registry.model_arguments("test-needs-argument") == {"size": "required"}
+        assert main(["models"]) == 0
+        out, err = capsys.readouterr()
+        assert "test-needs-argument" in out and "mlp-128" in out
+        assert "warning: model 'test-broken' could not be built" in err
+    finally:
+        for name in ("test-needs-argument", "test-broken", "test-not-a-module"):
+            registry._REGISTRY.pop(name, None)
+            registry._DESCRIPTIONS.pop(name, None)

@@ -307,6 +307,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..models.registry import (
         count_parameters,
         create_model,
@@ -322,10 +323,17 @@ def cmd_models(args: argparse.Namespace) -> int:
             for k, v in model_arguments(name).items()
         )
 
+    def parameters(name: str) -> int | None:
+        try:
+            return count_parameters(create_model(name))
+        except ConfigError as exc:  # a plugin that needs arguments, or a broken one
+            print(f"warning: {exc}", file=sys.stderr)
+            return None
+
     rows: list[dict[str, Any]] = [
         {
             "name": name,
-            "parameters": count_parameters(create_model(name)),
+            "parameters": parameters(name),
             "description": describe_model(name),
             "arguments": model_arguments(name),  # --model-arg keys with their defaults
             "provider": model_provider(name),  # the plugin package; null for built-in models
@@ -339,8 +347,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"{'model':<{width}}  {'parameters':>10}  description [arguments]")
     for row in rows:
         origin = f" (from {row['provider']})" if row["provider"] else ""
+        count = "-" if row["parameters"] is None else f"{row['parameters']:,}"
         print(
-            f"{row['name']:<{width}}  {row['parameters']:>10,}  {row['description']}{origin}"
+            f"{row['name']:<{width}}  {count:>10}  {row['description']}{origin}"
             f" [{arguments(row['name'])}]"
         )
     return 0

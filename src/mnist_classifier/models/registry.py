@@ -77,7 +77,9 @@ def _load_plugins() -> None:
         before = set(_REGISTRY)
         try:
             loaded = ep.load()
-            if not isinstance(loaded, types.ModuleType) and ep.name not in _REGISTRY:
+            if not isinstance(loaded, types.ModuleType):
+                if ep.name in _REGISTRY:
+                    raise ValueError(f"the name {ep.name!r} is already registered")
                 if not callable(loaded):
                     raise TypeError(f"{ep.value} is neither a module nor a model factory")
                 register_model(ep.name)(loaded)
@@ -88,6 +90,8 @@ def _load_plugins() -> None:
                 PluginWarning,
                 stacklevel=2,
             )
+            for name in set(_REGISTRY) - before:  # registered before it failed: still its own
+                _PROVIDERS[name] = provider
             continue
         for name in set(_REGISTRY) - before:
             _PROVIDERS[name] = provider
@@ -129,11 +133,20 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             f"model {name!r} does not accept the argument {unknown[0]!r} (it takes: {takes})"
         )
     try:
-        return factory(**kwargs)
+        model = factory(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"model {name!r} does not accept these arguments: {exc}") from None
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(f"model {name!r}: {exc}") from None
+    except Exception as exc:  # a plugin's factory: its failure is one line, not a traceback
+        raise ConfigError(
+            f"model {name!r} could not be built ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model {name!r}: its factory returned {type(model).__name__}, not a torch module"
+        )
+    return model
 
 
 def model_arguments(name: str) -> dict[str, Any]:
@@ -143,7 +156,7 @@ def model_arguments(name: str) -> dict[str, Any]:
     if factory is None:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
     return {
-        p.name: p.default
+        p.name: ("required" if p.default is p.empty else p.default)
         for p in inspect.signature(factory).parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
