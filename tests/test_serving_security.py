@@ -377,3 +377,16 @@ def test_openapi_states_the_limits(client):
 
 def test_server_limits_default_to_the_schema_limits():
     assert ServerLimits().max_body_bytes == MAX_BODY_BYTES
+
+
+@pytest.mark.parametrize("name", ["localhost:8000", "", "digits.example.org/api", "a b"])
+def test_an_allowed_host_no_host_header_can_match_is_refused(name, capsys, tmp_path):
+    from mnist_classifier.cli import main
+
+    assert main(["serve", str(tmp_path / "no-model"), "--allowed-host", name]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--allowed-host" in err[0] and "without port or path" in err[0]
+
+
+def test_allowed_hosts_accepts_names_patterns_and_ipv6():
+    assert allowed_hosts("0.0.0.0", ["*.example.org", "::1", "[::1]", "digits"]) is not None

@@ -167,10 +167,22 @@ def _is_loopback(host: str) -> bool:
 def allowed_hosts(host: str, chosen: list[str] | None) -> list[str] | None:
     """The Host names to answer to: those chosen, else loopback's names on loopback, else any."""
     if chosen:
+        for name in chosen:
+            check_host_name(name)
         return chosen
     if _is_loopback(host):
         return sorted({"localhost", "127.0.0.1", "::1", host.strip("[]").lower()})
     return None
+
+
+def check_host_name(name: str) -> None:
+    """Refuse an ``--allowed-host`` value that no Host header can match (a port, a path)."""
+    bare_ipv6 = name.count(":") > 1 or name.startswith("[")
+    if not name.strip() or "/" in name or (":" in name and not bare_ipv6) or " " in name:
+        raise ConfigError(
+            f"--allowed-host {name!r}: give a host name without port or path, such as "
+            "localhost, digits.example.org or *.example.org"
+        )
 
 
 def public_host_warning(host: str) -> str:
@@ -192,6 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--read-timeout must be more than 0 seconds, got {args.read_timeout:g}")
     if args.max_connections < 1:
         raise ConfigError(f"--max-connections must be at least 1, got {args.max_connections}")
+    hosts = allowed_hosts(args.host, args.allowed_host)  # a bad one: before the model loads
     from ..inference.predictor import load_predictor
 
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
@@ -216,7 +229,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         body_idle_timeout=args.read_timeout,
         max_connections=args.max_connections,
     )
-    hosts = allowed_hosts(args.host, args.allowed_host)
     app = (
         create_app(predictor, limits=limits, cors_origins=args.cors_origin, allowed_hosts=hosts)
         if args.workers == 1
