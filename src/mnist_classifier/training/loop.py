@@ -457,6 +457,7 @@ class Trainer:
             "train_seconds": round(self.progress.train_seconds, 3),
             "device": self.device.type,
             "threads": torch.get_num_threads(),
+            "world_size": self.dist.world_size,
             "package_version": __version__,
         }
 
@@ -502,15 +503,7 @@ class Trainer:
         )
         test_probs = test_lp.exp().numpy()
         metrics: dict[str, Any] = {
-            "model": cfg.model,
-            "parameters": params,
-            "epochs_run": self.progress.epochs_done,
-            "best_epoch": int(self.progress.best["epoch"]),
-            "train_seconds": round(self.progress.train_seconds, 3),
-            "device": self.device.type,
-            "threads": torch.get_num_threads(),
-            "world_size": self.dist.world_size,
-            "package_version": __version__,
+            **self._summary(params),
             "test": split_metrics(self.test_split.labels.cpu().numpy(), test_probs, test_loss),
             "val": split_metrics(
                 self.val_split.labels.cpu().numpy(), val_lp.exp().numpy(), val_loss
