@@ -345,9 +345,12 @@ def test_an_unhandled_error_is_json(client, monkeypatch):
         raise RuntimeError("secret internal detail at /srv/app.py")
 
     monkeypatch.setattr("mnist_classifier.serving.metrics.classify", broken)
-    response = client.post("/api/predict", json={"pixels": pixels()})
+    response = client.post(
+        "/api/predict", json={"pixels": pixels()}, headers={"X-Request-ID": "bug-report-1"}
+    )
     message = assert_json_error(response, 500, "internal error")
     assert "secret" not in message
+    assert response.headers["x-request-id"] == "bug-report-1"  # a 500 is traceable too
 
 
 # ---------------------------------------------------------------------------------------------

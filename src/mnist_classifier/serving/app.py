@@ -83,7 +83,7 @@ from .requests import (
     read_single,
     validation_message,
 )
-from .scheduling import AnswerWhenCancelled, WorkLanes, decode_cost
+from .scheduling import AnswerUnhandled, AnswerWhenCancelled, WorkLanes, decode_cost
 from .schemas import (
     BATCH_BODY_DOC,
     ERROR_RESPONSES,
@@ -167,11 +167,6 @@ def create_app(
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unhandled error answering %s", request.url.path, exc_info=exc)
-        return error_response(500, "internal error (logged by the server)")
-
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, validation_message(exc))
@@ -252,6 +247,7 @@ def create_app(
         return items
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(AnswerUnhandled)  # innermost: a bug's 500 passes every layer below
     app.add_middleware(
         BodySizeLimit,
         max_bytes=limits.max_body_bytes,

@@ -10,6 +10,7 @@ drain time gets a 503 ``{"error"}``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -20,6 +21,8 @@ import numpy as np
 from ..inference.image_io import probe_decoded_bytes
 from .limits import ServerLimits
 from .requests import error_response
+
+logger = logging.getLogger("mnist_classifier.serving.app")  # the app's own log
 
 __all__ = ["AnswerWhenCancelled", "WorkLanes", "decode_cost"]
 
@@ -95,3 +98,32 @@ class AnswerWhenCancelled:
                 with anyio.CancelScope(shield=True):
                     await reply(scope, receive, send)
             raise
+
+
+class AnswerUnhandled:
+    """Pure ASGI middleware, innermost: an error no handler foresaw (a bug) is logged with its
+    traceback and answered 500 ``{"error"}`` here, inside the other middleware, so that the
+    answer still carries its request id and CORS headers like every other one."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            if started:  # too late for an answer of our own: the server logs and closes
+                raise
+            logger.error("unhandled error answering %s", scope.get("path"), exc_info=True)
+            await error_response(500, "internal error (logged by the server)")(scope, receive, send)
