@@ -84,3 +84,28 @@ def running_server_process(
                 proc.kill()
                 proc.wait()
         reader.join(timeout=5)
+
+
+class FakePredictor:
+    """A model stand-in that answers at once, whatever the image: the schema, the limits and
+    the request handling are under test, not a model. Probabilities are uniform, or (with
+    ``digit``) 0.82 for that digit."""
+
+    model_name = "fake"
+    checkpoint_path = "fake.pt"
+    backend = "torch"
+    mean = 0.1307
+    std = 0.3081
+    metrics = None
+    parameters = None
+    package_version = None
+
+    def __init__(self, digit: int | None = None) -> None:
+        self.digit = digit
+
+    def predict_mnist(self, images_28: np.ndarray) -> np.ndarray:
+        if self.digit is None:
+            return np.full((len(images_28), 10), 0.1)
+        out = np.full((len(images_28), 10), 0.02)
+        out[:, self.digit] = 0.82
+        return out

@@ -4,7 +4,6 @@ bodies matching their schemas, schema-valid requests accepted)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -14,23 +13,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 from mnist_classifier.serving.app import create_app  # noqa: E402
-
-
-class FakePredictor:
-    """A model stand-in: the schema, not the model, is under test here."""
-
-    model_name = "fake"
-    checkpoint_path = "fake.pt"
-    backend = "torch"
-    mean = 0.1307
-    std = 0.3081
-    metrics = None
-    parameters = None
-    package_version = None
-
-    def predict_mnist(self, images_28: np.ndarray) -> np.ndarray:
-        return np.full((len(images_28), 10), 0.1)
-
+from serving_helpers import FakePredictor  # noqa: E402
 
 # Generated examples only (bounded by max_examples below): the coverage phase would send
 # hundreds of boundary cases per 28x28 array, minutes of work for little more.

@@ -126,20 +126,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from mnist_classifier.serving.app import create_app  # noqa: E402
-
-
-class FakePredictor:
-    model_name = "fake"
-    checkpoint_path = "fake.pt"
-    backend = "torch"
-    mean = 0.1307
-    std = 0.3081
-    metrics = None
-    parameters = None
-    package_version = None
-
-    def predict_mnist(self, images_28: np.ndarray) -> np.ndarray:
-        return np.full((len(images_28), 10), 0.1)
+from serving_helpers import FakePredictor  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import threading
 from typing import Any
 
 import anyio
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -24,24 +23,7 @@ from mnist_classifier.serving.body_limit import BodySizeLimit
 from mnist_classifier.serving.limits import ServerLimits
 from mnist_classifier.serving.schemas import MAX_BATCH, MAX_BODY_BYTES
 from mnist_classifier.serving.security import normalise_origin, split_host
-
-
-class FakePredictor:
-    """Answers 4 for everything, instantly."""
-
-    model_name = "fake"
-    checkpoint_path = "fake.pt"
-    backend = "torch"
-    mean = 0.1307
-    std = 0.3081
-    metrics = None
-    parameters = None
-    package_version = None
-
-    def predict_mnist(self, images_28: np.ndarray) -> np.ndarray:
-        out = np.full((len(images_28), 10), 0.02)
-        out[:, 4] = 0.82
-        return out
+from serving_helpers import FakePredictor
 
 
 def pixels() -> list[list[int]]:
@@ -73,7 +55,7 @@ def assert_json_error(response: Any, status: int, *fragments: str) -> str:
 
 @pytest.fixture
 def client():
-    with TestClient(create_app(FakePredictor()), raise_server_exceptions=False) as c:
+    with TestClient(create_app(FakePredictor(digit=4)), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -122,7 +104,7 @@ def test_same_origin_and_non_browser_clients_are_served(client):
 
 
 def test_cors_origin_gets_cors_headers_and_preflight():
-    app = create_app(FakePredictor(), cors_origins=["HTTP://Localhost:3000/"])
+    app = create_app(FakePredictor(digit=4), cors_origins=["HTTP://Localhost:3000/"])
     with TestClient(app) as c:
         origin = {"Origin": "http://localhost:3000"}
         response = c.post("/api/predict", json={"pixels": pixels()}, headers=origin)
@@ -150,7 +132,9 @@ def test_cors_origin_gets_cors_headers_and_preflight():
 
 
 def test_allowed_hosts_refuse_other_host_headers():
-    app = create_app(FakePredictor(), allowed_hosts=["localhost", "127.0.0.1", "::1", "*.lan"])
+    app = create_app(
+        FakePredictor(digit=4), allowed_hosts=["localhost", "127.0.0.1", "::1", "*.lan"]
+    )
     with TestClient(app) as c:
         for host in ("localhost:8000", "127.0.0.1", "[::1]:8000", "pi.lan", "LOCALHOST"):
             assert c.get("/api/health", headers={"Host": host}).status_code == 200, host
@@ -289,7 +273,7 @@ def test_small_requests_are_answered_while_big_ones_run(monkeypatch):
     monkeypatch.setattr(serving_requests, "prepare_image", slow_for_big)
     big = png((2000, 1500), "RGB")  # 12 MB decoded: heavy
     answers: list[Any] = []
-    with TestClient(create_app(FakePredictor(), max_workers=2)) as c:
+    with TestClient(create_app(FakePredictor(digit=4), max_workers=2)) as c:
 
         def post_big():
             files = [("files", ("big.png", big, "image/png"))]
@@ -317,7 +301,7 @@ def test_small_requests_are_answered_while_big_ones_run(monkeypatch):
 def test_a_request_decoding_too_much_is_cut_off():
     limits = ServerLimits(max_request_decoded_bytes=1_500_000)
     image = png((400, 400), "RGB")  # 640,000 bytes decoded
-    with TestClient(create_app(FakePredictor(), limits=limits)) as c:
+    with TestClient(create_app(FakePredictor(digit=4), limits=limits)) as c:
         files = [("files", (f"{i}.png", image, "image/png")) for i in range(3)]
         items = c.post("/api/predict/batch", files=files).json()
     assert [i["digit"] for i in items] == [4, 4, None]

@@ -67,6 +67,19 @@ class WorkLanes:
         return await anyio.to_thread.run_sync(work, limiter=limiter)
 
 
+class _StartWatcher:
+    """An ASGI ``send`` that remembers whether the answer has started (then no other can)."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class AnswerWhenCancelled:
     """Pure ASGI middleware: a request cancelled before its answer started (the server
     shutting down after its drain time) is answered 503 ``{"error"}``, not a bare 500."""
@@ -78,18 +91,11 @@ class AnswerWhenCancelled:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watch(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watch = _StartWatcher(send)
         try:
             await self.app(scope, receive, watch)
         except asyncio.CancelledError:
-            if not started:
+            if not watch.started:
                 reply = error_response(
                     503,
                     "server shutting down: the request was not finished in time; retry",
@@ -112,18 +118,11 @@ class AnswerUnhandled:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watch(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watch = _StartWatcher(send)
         try:
             await self.app(scope, receive, watch)
         except Exception:
-            if started:  # too late for an answer of our own: the server logs and closes
+            if watch.started:  # too late for an answer of our own: the server logs and closes
                 raise
             logger.error("unhandled error answering %s", scope.get("path"), exc_info=True)
             await error_response(500, "internal error (logged by the server)")(scope, receive, send)
