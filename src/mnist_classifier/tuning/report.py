@@ -24,7 +24,7 @@ from ..evaluation.metrics import percent
 from ..evaluation.report import CSP, STYLE
 from ..fileio import atomic_write_text
 from .storage import import_optuna
-from .study import StudySummary, default_study_dir, format_params
+from .study import StudySummary, default_study_dir, format_params, row_score, row_state
 
 STUDY_REPORT = "study.html"
 IMPORTANCES_PNG = "importances.png"
@@ -93,13 +93,7 @@ def _leaderboard_table(summary: StudySummary) -> str:
     )
     body = []
     for r in summary.rows:
-        if r.value is None:
-            score = "-"
-        elif summary.metric == "val_acc":
-            score = percent(r.value)
-        else:
-            score = f"{r.value:.4f}"
-        state = r.state.lower() + (f" (retry of {r.retry_of})" if r.retry_of is not None else "")
+        score, state = row_score(summary, r), row_state(r)
         body.append(
             f"<tr><td class=num>{r.number}</td><td class=num>{_e(score)}</td>"
             f"<td class=num>{'-' if r.epochs is None else r.epochs}</td>"

@@ -276,21 +276,28 @@ def format_params(params: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def row_score(summary: StudySummary, row: TrialRow) -> str:
+    """A trial's objective as the leaderboard shows it: a percent, a loss, or "-"."""
+    from ..evaluation.metrics import percent
+
+    if row.value is None:
+        return "-"
+    return percent(row.value) if summary.metric == "val_acc" else f"{row.value:.4f}"
+
+
+def row_state(row: TrialRow) -> str:
+    """A trial's state in lower case, with the trial it retries."""
+    return row.state.lower() + (f" (retry of {row.retry_of})" if row.retry_of is not None else "")
+
+
 def leaderboard_lines(summary: StudySummary, limit: int = 10) -> list[str]:
     """The leaderboard as aligned text lines (trial, parameters, score, epochs, seconds, state)."""
-    from ..evaluation.metrics import percent
 
     label = "val acc" if summary.metric == "val_acc" else "val loss"
     header = ("trial", label, "epochs", "seconds", "state", "parameters")
     table: list[tuple[str, ...]] = [header]
     for r in summary.rows[:limit]:
-        if r.value is None:
-            score = "-"
-        elif summary.metric == "val_acc":
-            score = percent(r.value)
-        else:
-            score = f"{r.value:.4f}"
-        state = r.state.lower() + (f" (retry of {r.retry_of})" if r.retry_of is not None else "")
+        score, state = row_score(summary, r), row_state(r)
         table.append(
             (
                 str(r.number),
