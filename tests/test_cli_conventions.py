@@ -143,6 +143,25 @@ def test_train_json_summary_is_all_of_stdout(tiny_data: Path, tmp_path, capsys) 
     assert "epoch   1/1" in err  # the per-epoch lines moved to stderr
 
 
+def test_train_ends_with_where_the_time_went(tiny_data: Path, tmp_path, capsys) -> None:
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, *train_args(out_dir, tiny_data))
+    assert code == 0, err
+    *_, phases_line, folder_line = out.strip().splitlines()
+    assert folder_line == f"run folder: {out_dir}"
+    assert phases_line.startswith("time: ") and "s training and validation" in phases_line
+    assert "s final evaluation" in phases_line and "s plots and report" in phases_line
+    assert "s in all" in phases_line  # the process's own start time is known on Linux
+
+    code, out, err = run_cli(capsys, *train_args(tmp_path / "json", tiny_data, "--json"))
+    phases = json.loads(out)["phases"]
+    metrics = json.loads((tmp_path / "json" / "metrics.json").read_text())
+    assert phases["training"] == metrics["train_seconds"]
+    assert phases["final_evaluation"] == metrics["final_eval_seconds"] > 0
+    parts = ("training", "final_evaluation", "plots_and_report", "start_up_data_and_checkpoints")
+    assert sum(phases[k] for k in parts) == pytest.approx(phases["total"], abs=0.01)
+
+
 def test_train_quiet_prints_only_the_run_folder(tiny_data: Path, tmp_path, capsys) -> None:
     out_dir = tmp_path / "run"
     code, out, err = run_cli(capsys, *train_args(out_dir, tiny_data, "-q"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,6 +176,8 @@ def _to_stderr(message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
     from .. import progress_bar
     from ..errors import MnistClassifierError, TrainingInterrupted
     from ..training.api import train
@@ -231,17 +234,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not is_main_process():
         return 0
     report = None
+    before_report = time.perf_counter()
     if not args.no_report:
         from ..evaluation.report import write_report
 
         report = write_report(run.path)
         if log is not None:
             log(f"report: {report}")
+    phases = time_phases(run.metrics, time.perf_counter() - before_report)
     if args.json:
-        print(json.dumps(train_summary(run, report), indent=2))
+        print(json.dumps({**train_summary(run, report), "phases": phases}, indent=2))
     else:
+        if log is not None:
+            log(format_phases(phases))
         print(f"run folder: {run.path}")
     return 0
+
+
+def _process_seconds() -> float | None:
+    """Seconds since this process started (Linux: from /proc), or None where unknown."""
+    try:
+        with open("/proc/self/stat") as stat:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as uptime:
+            now = float(uptime.read().split()[0])
+        return max(now - started_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def time_phases(metrics: dict[str, Any], report_seconds: float) -> dict[str, float | None]:
+    """Where the command's wall time went: training, the final evaluation, plots and report,
+    and the rest (start-up, loading the data, checkpoints), in seconds."""
+    total = _process_seconds()
+    training = float(metrics.get("train_seconds") or 0.0)
+    final_eval = float(metrics.get("final_eval_seconds") or 0.0)
+    rest = None if total is None else max(total - training - final_eval - report_seconds, 0.0)
+    return {
+        "training": round(training, 3),
+        "final_evaluation": round(final_eval, 3),
+        "plots_and_report": round(report_seconds, 3),
+        "start_up_data_and_checkpoints": None if rest is None else round(rest, 3),
+        "total": None if total is None else round(total, 3),
+    }
+
+
+def format_phases(phases: dict[str, float | None]) -> str:
+    """The phase breakdown as one line."""
+    text = (
+        f"time: {phases['training']:.1f} s training and validation, {phases['final_evaluation']:.1f} s final "
+        f"evaluation, {phases['plots_and_report']:.1f} s plots and report"
+    )
+    if phases["total"] is not None:
+        text += (
+            f", {phases['start_up_data_and_checkpoints']:.1f} s start-up, data and checkpoints;"
+            f" {phases['total']:.1f} s in all"
+        )
+    return text
 
 
 def train_summary(run: Run, report: Path | None) -> dict[str, Any]:

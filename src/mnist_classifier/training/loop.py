@@ -483,6 +483,7 @@ class Trainer:
     def finish(self, params: int) -> dict[str, Any]:
         """Evaluate the best checkpoint on validation and test; write metrics and predictions."""
         cfg = self.cfg
+        started = time.perf_counter()
         best = self.dist.run_on_main(lambda: load_checkpoint(self.run.best))
         eval_model = create_model(cfg.model, **cfg.model_kwargs).to(self.device)
         eval_model.load_state_dict(best["state_dict"])
@@ -504,6 +505,8 @@ class Trainer:
         test_probs = test_lp.exp().numpy()
         metrics: dict[str, Any] = {
             **self._summary(params),
+            # The best checkpoint scored on validation and test once more, at the end.
+            "final_eval_seconds": round(time.perf_counter() - started, 3),
             "test": split_metrics(self.test_split.labels.cpu().numpy(), test_probs, test_loss),
             "val": split_metrics(
                 self.val_split.labels.cpu().numpy(), val_lp.exp().numpy(), val_loss
