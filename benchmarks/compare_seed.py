@@ -17,7 +17,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before t
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from machine import describe_machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -87,7 +88,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(
         f"# seed recipe, {args.epochs} epochs, batch 32, {args.repeats} repeats, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+        f"{torch.get_num_threads()} threads\n# machine: {describe_machine()}"
     )
     results: dict[str, list[dict[str, float]]] = {"original pipeline": [], "mnist-classifier": []}
     for rep in range(args.repeats):

@@ -15,7 +15,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch loads
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import describe_machine
 from mnist_classifier.inference.predictor import load_predictor
 from mnist_classifier.models.checkpoint import build_checkpoint, save_checkpoint
 from mnist_classifier.models.registry import count_parameters, create_model, list_models
@@ -59,8 +59,8 @@ def main() -> None:
     one = rng.integers(0, 256, size=(1, 28, 28), dtype=np.uint8)
     many = rng.integers(0, 256, size=(1024, 28, 28), dtype=np.uint8)
     print(
-        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}; {args.seconds:.0f} s per measurement"
+        f"# {torch.get_num_threads()} threads; {args.seconds:.0f} s per measurement\n"
+        f"# machine: {describe_machine()}"
     )
     print(
         "| model | parameters | backend | batch 1 img/s | batch 1 p50 ms | batch 1 p99 ms | batch 1024 img/s |"

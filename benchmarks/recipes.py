@@ -14,7 +14,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before t
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 import mnist_classifier
+from machine import describe_machine
 from mnist_classifier.data.sources import load_dataset
 from mnist_classifier.runtime import resolve_device
 from mnist_classifier.training.recipes import RECIPES
@@ -38,8 +38,7 @@ def main() -> None:
     dataset = load_dataset()
     print(
         f"# {args.seeds} seeds per recipe on {device.type} "
-        f"({torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}), "
-        f"torch {torch.__version__}",
+        f"({torch.get_num_threads()} CPU threads)\n# machine: {describe_machine()}",
         flush=True,
     )
     raw: dict[str, list[dict[str, float]]] = {}
