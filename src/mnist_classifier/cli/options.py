@@ -9,6 +9,7 @@ validates against, so the CLI cannot drift from it. Nothing here imports torch:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from ..config import AUGMENTS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -37,14 +38,20 @@ def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") ->
     )
 
 
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--threads takes a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--threads must be at least 1, got {value}")
-    return value
+def count_of_at_least_one(flag: str) -> Callable[[str], int]:
+    """An argparse ``type`` for a count such as ``--threads`` or ``--workers``: a whole
+    number of at least 1, anything else a one-line usage error naming ``flag``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number, not {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {value}")
+        return value
+
+    return parse
 
 
 def add_threads(parser: argparse.ArgumentParser, *, default: int | None, default_text: str) -> None:
@@ -52,7 +59,7 @@ def add_threads(parser: argparse.ArgumentParser, *, default: int | None, default
     decides when it is not given)."""
     parser.add_argument(
         "--threads",
-        type=_threads,
+        type=count_of_at_least_one("--threads"),
         default=default,
         metavar="N",
         help=f"CPU threads torch uses for this command's work (default: {default_text})",

@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError, MissingExtraError, MnistClassifierError
 from ..runtime import SERVE_THREADS
 from .completion import complete_path
-from .options import add_backend, add_device, add_quiet, add_threads
+from .options import add_backend, add_device, add_quiet, add_threads, count_of_at_least_one
 
 # python-multipart imports as "multipart"; fastapi_offline ships the /docs and /redoc assets
 EXTRA_MODULES = ("fastapi", "uvicorn", "multipart", "prometheus_client", "fastapi_offline")
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=_workers,
+        type=count_of_at_least_one("--workers"),
         default=1,
         metavar="N",
         help="server processes, each with its own copy of the model, sharing the port "
@@ -106,16 +106,6 @@ def _default_limits() -> Any:
     from ..serving.limits import ServerLimits  # numpy and Pillow, not FastAPI
 
     return ServerLimits()
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--workers takes a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--workers must be at least 1, got {value}")
-    return value
 
 
 def require_serve_extra() -> None:
