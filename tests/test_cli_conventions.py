@@ -308,7 +308,7 @@ def test_zsh_completion_script_loads_with_the_commands_options(tmp_path) -> None
         env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert "_shtab_mnist_classifier: function" in done.stdout, done.stdout + done.stderr
-    assert "--backend[" in done.stdout and "(torch onnx)" in done.stdout
+    assert "--backend[" in done.stdout and "(auto torch onnx)" in done.stdout
 
 
 def test_serve_quiet_keeps_only_the_address_line(trained_run: Path, mnist) -> None:

@@ -44,7 +44,7 @@ API_PATHS = {
 def predictor(trained_run):
     from mnist_classifier.inference.predictor import load_predictor
 
-    return load_predictor(trained_run)
+    return load_predictor(trained_run, backend="torch")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data.format import CLASS_NAMES
+from ..errors import ConfigError
 from ..inference import EXPORT_FORMATS
+from ..run_folder import RunFolder
 from .completion import complete_path
-from .options import add_backend, add_device, add_quiet, add_threads
+from .options import add_backend, add_device, add_model, add_quiet, add_threads
 
 if TYPE_CHECKING:
     from ..inference.predictor import Prediction
 
+MODEL_EXTENSIONS = (".pt", ".onnx")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -34,12 +37,13 @@ def register(subparsers: Any) -> None:
     )
     complete_path(
         predict.add_argument(
-            "checkpoint", metavar="RUN_OR_CHECKPOINT", help="run folder, .pt or .onnx"
+            "paths",
+            metavar="PATH",
+            nargs="+",
+            help="image files or folders; the first may be the model instead (see above)",
         )
     )
-    complete_path(
-        predict.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders")
-    )
+    add_model(predict)
     predict.add_argument(
         "--top-k", type=_top_k, default=3, metavar="K", help="show the K most likely digits (3)"
     )
@@ -142,15 +146,44 @@ def _walk(root: Path) -> list[tuple[str, list[str], list[str]]]:
     return out
 
 
+def split_model_and_images(model: str | None, paths: list[str]) -> tuple[str | None, list[str]]:
+    """(the model, the images) of ``predict [--model M] PATH...``; None means the bundled model.
+
+    Without ``--model`` the first PATH is the model when it is a ``.pt`` or ``.onnx`` file, a
+    run folder, or (with more paths after it) a path that does not exist and has no image
+    extension, so a mistyped run folder is one error line rather than an image that failed.
+    """
+    if model is not None:
+        return model, paths
+    first = Path(paths[0])
+    if first.is_dir():
+        is_model = RunFolder(first).holds_run()
+    elif first.suffix.lower() in MODEL_EXTENSIONS:
+        is_model = True
+    else:
+        is_model = (
+            not first.exists() and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS
+        )
+    if not is_model:
+        return None, paths
+    if len(paths) == 1:
+        raise ConfigError(
+            f"{paths[0]}: is a model; give the images to read after it "
+            "(or read with the bundled model: mnist-classifier predict IMAGE...)"
+        )
+    return paths[0], paths[1:]
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..inference.predictor import Prediction, load_predictor
 
-    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
+    model, paths = split_model_and_images(args.model, args.paths)
+    predictor = load_predictor(model, backend=args.backend, device=args.device)
     if predictor.backend == "torch" and args.threads:
         from ..runtime import set_threads
 
         set_threads(args.threads)
-    entries = collect_images(args.paths)
+    entries = collect_images(paths)
     readable = [name for name, error in entries if error is None]
     found = iter(predictor.predict(readable, min_confidence=args.min_confidence))
     results = [
@@ -159,7 +192,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     width = min(max((len(p.name) for p in results if p.ok), default=0), 60)
     for p in results:
         if args.json:
-            print(json_line(p, args.top_k))
+            print(json_line(p, args.top_k, predictor.label))
         elif p.ok:
             print(format_line(p, args.top_k, width))
         if not p.ok:
@@ -202,10 +235,13 @@ def format_line(p: Prediction, k: int, width: int = 0) -> str:
     return f"{printable(p.name):<{width}}  {digit:>6}  {percent(p.confidence):>7}  top-{k}: {top}"
 
 
-def json_line(p: Prediction, k: int) -> str:
-    """One prediction as one line of JSON; ``top_k`` lists the ``k`` most likely digits."""
+def json_line(p: Prediction, k: int, model: str | None = None) -> str:
+    """One prediction as one line of JSON; ``top_k`` lists the ``k`` most likely digits,
+    ``model`` says which model answered (``bundled: RECIPE (MODEL)`` or ``MODEL (PATH)``)."""
     record = p.to_dict()
     record["top_k"] = [{"digit": d, "probability": q} for d, q in p.top_k(k)]
+    if model is not None:
+        record["model"] = model
     return json.dumps(record)
 
 

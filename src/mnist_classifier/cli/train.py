@@ -389,6 +389,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         }
         for name in list_models()
     ]
+    bundled = _bundled_model()  # (architecture, label, test accuracy), or None
+    for row in rows:  # which architecture the model shipped in the package is
+        row["bundled"] = bundled[1] if bundled and bundled[0] == row["name"] else None
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -401,7 +404,27 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{row['name']:<{width}}  {count:>10}  {row['description']}{origin}"
             f" [{arguments(row['name'])}]"
         )
+    if bundled:
+        accuracy = f", {bundled[2]:.2%} MNIST test accuracy" if bundled[2] is not None else ""
+        print(f"\nused when no model is given: {bundled[1]}{accuracy}")
     return 0
+
+
+def _bundled_model() -> tuple[str, str, float | None] | None:
+    """The shipped model's architecture, label and test accuracy (None if it is missing)."""
+    from ..bundled import BUNDLED_PT, bundled_label
+    from ..errors import CheckpointError
+    from ..models.checkpoint import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(BUNDLED_PT)
+    except CheckpointError:
+        return None
+    name = str(ckpt["model"]["name"])
+    test = (ckpt.get("metrics") or {}).get("test") or {}
+    accuracy = test.get("accuracy") if isinstance(test, dict) else None
+    label = bundled_label((ckpt.get("config") or {}).get("recipe"), name)
+    return name, label, float(accuracy) if isinstance(accuracy, int | float) else None
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:

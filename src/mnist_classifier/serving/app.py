@@ -193,6 +193,7 @@ def create_app(
     async def model_info() -> ModelOut:
         return ModelOut(
             model=predictor.model_name,
+            source=getattr(predictor, "label", None),
             parameters=predictor.parameters,
             backend=predictor.backend,
             checkpoint=str(predictor.checkpoint_path),
