@@ -45,6 +45,8 @@ def test_the_forked_child_draws_a_complete_report(tmp_path):
         "from mnist_classifier.cli.report_process import ReportProcess\n"
         "child = ReportProcess.start()\n"
         "assert child is not None, 'no child was forked'\n"
+        "child.warm_up()  # as the training's start does\n"
+        "child.warm_up()  # once only\n"
         f"print(child.write_report(Path({str(run)!r})))\n"
         "assert 'matplotlib' not in sys.modules, 'the parent drew the report itself'\n"
     )
@@ -115,11 +117,15 @@ def test_train_from_a_fresh_process_writes_the_report_and_ends_with_the_phases(
 ):
     data = make_idx_dataset(n_train=80, n_test=20)
     out = tmp_path / "run"
+    # As the installed command runs: main() without arguments, which ends the process
+    # itself once the run is complete (skipping the interpreter's teardown).
     code = (
         "import sys\n"
         "from mnist_classifier.cli import main\n"
-        "sys.exit(main(['train', '--model', 'mlp-128', '--epochs', '1', '--batch-size', '8',\n"
-        f"    '--data-dir', {str(data)!r}, '--out', {str(out)!r}, '--no-progress']))\n"
+        "sys.argv[1:] = ['train', '--model', 'mlp-128', '--epochs', '1', '--batch-size', '8',\n"
+        f"    '--data-dir', {str(data)!r}, '--out', {str(out)!r}, '--no-progress']\n"
+        "main()\n"
+        "print('not reached: main() ends the process after train')\n"
     )
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr

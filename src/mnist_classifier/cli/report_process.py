@@ -1,9 +1,10 @@
 """The run report drawn by a second process that gets ready while the run trains.
 
 ``train`` forks this process before torch is loaded (so the fork copies no thread and no
-torch state). While the parent imports torch and trains, the child imports matplotlib,
-the report code and the data loader and draws one throw-away figure (fonts, caches), on
-the second core. When the run folder is complete the parent sends its path; the child
+torch state). The child sleeps until the training starts (:meth:`ReportProcess.callback`),
+so that it does not compete with the parent's own start-up; while the run trains it
+imports matplotlib, the report code and the data loader and draws one throw-away figure
+(fonts, caches), on the core the training leaves free. When the run folder is complete the parent sends its path; the child
 writes the plots and ``report.html`` (atomically, as always) and answers ``ok`` or the
 one-line error, and the parent waits for that answer before it returns, so the run
 folder is complete when the command ends. Where forking is not possible (not Linux,
@@ -19,6 +20,9 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
+
+from ..training.callbacks import Callback
 
 # The answer of a child that could not draw the report for a reason the parent should
 # not repeat in-process: a library error (exit code, message).
@@ -32,6 +36,7 @@ class ReportProcess:
         self.pid = pid
         self.to_child = to_child
         self.from_child = from_child
+        self.warming = False
 
     @classmethod
     def start(cls) -> ReportProcess | None:
@@ -53,6 +58,23 @@ class ReportProcess:
         os.close(down_r)
         os.close(up_w)
         return cls(pid, down_w, up_r)
+
+    def callback(self) -> Callback:
+        """A training callback that lets the child warm up when the training starts."""
+        child = self
+
+        class WarmUpReport(Callback):
+            def on_train_start(self, trainer: Any) -> None:
+                child.warm_up()
+
+        return WarmUpReport()
+
+    def warm_up(self) -> None:
+        """Tell the child to get ready (once; later calls do nothing)."""
+        if self.to_child >= 0 and not self.warming:
+            self.warming = True
+            with contextlib.suppress(OSError):
+                os.write(self.to_child, b"warm\n")
 
     def write_report(self, run_dir: Path) -> Path | None:
         """Ask the child for ``run_dir``'s report; its path, or None when the child could not
@@ -114,10 +136,12 @@ def _child(from_parent: int, to_parent: int) -> None:
     try:
         # Ctrl-C is the parent's to handle; the child follows it through the pipe.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        with contextlib.suppress(Exception):
-            _warm_up()
         with os.fdopen(from_parent, "rb") as requests:
             line = requests.readline().decode("utf-8", "surrogateescape").strip()
+            if line == "warm":
+                with contextlib.suppress(Exception):
+                    _warm_up()
+                line = requests.readline().decode("utf-8", "surrogateescape").strip()
         if line:
             answer = _draw(Path(line))
             os.write(to_parent, answer.encode("utf-8", "replace"))

@@ -210,7 +210,7 @@ def _train_and_report(args: argparse.Namespace, reporter: Any) -> int:
         from ..errors import ConfigError
 
         raise ConfigError("--max-restarts needs --nproc (torchrun has its own --max-restarts)")
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [reporter.callback()] if reporter is not None else []
     if args.tensorboard is not None:  # checked before launching: one line, not one per process
         from ..training.tensorboard import TensorBoardLogger
 
@@ -257,6 +257,7 @@ def _train_and_report(args: argparse.Namespace, reporter: Any) -> int:
         if log is not None:
             log(f"report: {report}")
     phases = time_phases(run.metrics, time.perf_counter() - before_report)
+    args.exit_when_done = True  # the run folder is complete and closed (cli.main)
     if args.json:
         print(json.dumps({**train_summary(run, report), "phases": phases}, indent=2))
     else:
