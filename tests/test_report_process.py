@@ -47,6 +47,7 @@ def test_the_forked_child_draws_a_complete_report(tmp_path):
         "assert child is not None, 'no child was forked'\n"
         "child.warm_up()  # as the training's start does\n"
         "child.warm_up()  # once only\n"
+        "assert child.ready(timeout=240), 'the child did not warm up'\n"
         f"print(child.write_report(Path({str(run)!r})))\n"
         "assert 'matplotlib' not in sys.modules, 'the parent drew the report itself'\n"
     )
@@ -75,6 +76,8 @@ def test_an_error_in_the_child_is_one_library_error(tmp_path):
         "from mnist_classifier.cli.report_process import ReportProcess\n"
         "from mnist_classifier.errors import MnistClassifierError\n"
         "child = ReportProcess.start()\n"
+        "child.warm_up()\n"
+        "assert child.ready(timeout=240), 'the child did not warm up'\n"
         "try:\n"
         f"    child.write_report(Path({str(tmp_path / 'empty')!r}))\n"
         "except MnistClassifierError as exc:\n"
@@ -85,6 +88,21 @@ def test_an_error_in_the_child_is_one_library_error(tmp_path):
     line = result.stdout.strip()
     assert len(line.splitlines()) == 1 and "empty" in line, line
     assert line.split()[0] in {"1", "2"}
+
+
+@linux_only
+def test_a_child_still_warming_up_is_not_waited_for(tmp_path):
+    run = make_fake_run(tmp_path / "run")
+    code = (
+        "from pathlib import Path\n"
+        "from mnist_classifier.cli.report_process import ReportProcess\n"
+        "child = ReportProcess.start()\n"
+        "child.warm_up()\n"
+        f"print(child.write_report(Path({str(run)!r})))  # asked at once: not ready yet\n"
+    )
+    result = run_python(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None"
 
 
 @linux_only

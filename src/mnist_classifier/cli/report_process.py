@@ -8,7 +8,8 @@ imports matplotlib, the report code and the data loader and draws one throw-away
 writes the plots and ``report.html`` (atomically, as always) and answers ``ok`` or the
 one-line error, and the parent waits for that answer before it returns, so the run
 folder is complete when the command ends. Where forking is not possible (not Linux,
-torch already imported, as in a test process) or the child dies, the report is drawn
+torch already imported, as in a test process), the child is still warming up when the
+report is due (a training shorter than its imports) or the child dies, the report is drawn
 in the parent, as before.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import select
 import signal
 import sys
 from pathlib import Path
@@ -27,6 +29,7 @@ from ..training.callbacks import Callback
 # The answer of a child that could not draw the report for a reason the parent should
 # not repeat in-process: a library error (exit code, message).
 _ERROR = "error"
+_READY = "ready\n"  # the child's first line, once warmed up
 
 
 class ReportProcess:
@@ -76,9 +79,25 @@ class ReportProcess:
             with contextlib.suppress(OSError):
                 os.write(self.to_child, b"warm\n")
 
+    def ready(self, timeout: float = 0.0) -> bool:
+        """Whether the child has finished warming up (waiting up to ``timeout`` seconds)."""
+        if self.from_child < 0:
+            return False
+        try:
+            readable, _, _ = select.select([self.from_child], [], [], timeout)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
+
     def write_report(self, run_dir: Path) -> Path | None:
         """Ask the child for ``run_dir``'s report; its path, or None when the child could not
-        be used (the caller draws it itself). A library error is raised as in-process."""
+        be used (the caller draws it itself). A library error is raised as in-process.
+
+        A child still warming up (a training shorter than its imports) is not waited for:
+        the parent, which has torch loaded already, draws the report sooner itself."""
+        if not self.ready():
+            self.close()
+            return None
         try:
             os.write(self.to_child, (str(run_dir) + "\n").encode("utf-8", "surrogateescape"))
             os.close(self.to_child)
@@ -89,7 +108,7 @@ class ReportProcess:
         except OSError:
             answer = ""
         self._reap()
-        status, _, rest = answer.partition("\n")
+        status, _, rest = answer.removeprefix(_READY).partition("\n")
         if status == "ok":
             return Path(rest.strip())
         if status == _ERROR:
@@ -141,6 +160,7 @@ def _child(from_parent: int, to_parent: int) -> None:
             if line == "warm":
                 with contextlib.suppress(Exception):
                     _warm_up()
+                os.write(to_parent, _READY.encode())
                 line = requests.readline().decode("utf-8", "surrogateescape").strip()
         if line:
             answer = _draw(Path(line))
