@@ -147,7 +147,7 @@ def test_train_ends_with_where_the_time_went(tiny_data: Path, tmp_path, capsys) 
     out_dir = tmp_path / "run"
     code, out, err = run_cli(capsys, *train_args(out_dir, tiny_data))
     assert code == 0, err
-    *_, phases_line, folder_line = out.strip().splitlines()
+    *_, folder_line, phases_line = out.strip().splitlines()  # the time last (make demo)
     assert folder_line == f"run folder: {out_dir}"
     assert phases_line.startswith("time: ") and "s training and validation" in phases_line
     assert "s final evaluation" in phases_line and "s plots and report" in phases_line
