@@ -359,6 +359,7 @@ STATUS_BY_REASON = {
     "too_large": 413,
     "bad_input": 422,
     "no_digit": 422,
+    "several_digits": 422,
     "unexpected": 500,
 }
 

@@ -19,6 +19,7 @@ from .completion import complete_path
 from .options import add_backend, add_device, add_model, add_quiet, add_threads
 
 if TYPE_CHECKING:
+    from ..inference.number import NumberReading
     from ..inference.predictor import Prediction
 
 MODEL_EXTENSIONS = (".pt", ".onnx")
@@ -58,6 +59,12 @@ def register(subparsers: Any) -> None:
         "--explain",
         metavar="DIR",
         help="save, per image, a PNG of the image next to the 28x28 input the model saw",
+    )
+    predict.add_argument(
+        "--multi",
+        action="store_true",
+        help="read a row of digits in each image (a zip code, a year) as one number; an unsure "
+        "digit shows as '?' (without --multi, an image with several digits is refused)",
     )
     add_backend(predict)
     predict.add_argument(
@@ -184,6 +191,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         set_threads(args.threads)
     entries = collect_images(paths)
+    if args.multi:
+        return _predict_numbers(args, predictor, entries)
     readable = [name for name, error in entries if error is None]
     found = iter(predictor.predict(readable, min_confidence=args.min_confidence))
     results = [
@@ -214,6 +223,68 @@ def cmd_predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+def _predict_numbers(
+    args: argparse.Namespace, predictor: Any, entries: list[tuple[str, str | None]]
+) -> int:
+    """``predict --multi``: one number per image (``name  90210  confidences ...``)."""
+    from ..errors import ConfigError
+    from ..inference.number import NumberReading
+
+    if args.explain:
+        raise ConfigError("--explain does not work with --multi")
+    readings = [
+        predictor.read_number(name, min_confidence=args.min_confidence)
+        if error is None
+        else NumberReading.failed(name, error)
+        for name, error in entries
+    ]
+    width = min(max((len(r.name) for r in readings if r.ok), default=0), 60)
+    for r in readings:
+        if args.json:
+            print(json.dumps(r.to_dict()))
+        elif r.ok:
+            print(format_number_line(r, width))
+        if not r.ok:
+            print(f"error: {printable(r.error or '')}", file=sys.stderr)
+    if args.csv:
+        write_numbers_csv(args.csv, readings)
+    failed = sum(1 for r in readings if not r.ok)
+    if (len(readings) > 1 or failed) and not args.quiet:
+        unsure = sum(1 for r in readings if r.ok and not r.complete)
+        print(
+            f"{len(readings)} images: {len(readings) - failed - unsure} read, "
+            f"{unsure} with unsure digits, {failed} failed",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def format_number_line(reading: NumberReading, width: int = 0) -> str:
+    """``file  number  confidences: p1 p2 ...`` (one probability per digit, left to right)."""
+    from ..evaluation.metrics import percent
+
+    confidences = " ".join(percent(p.confidence) for p in reading.digits)
+    return f"{printable(reading.name):<{width}}  {reading.text:>6}  confidences: {confidences}"
+
+
+def write_numbers_csv(path: str | os.PathLike[str], readings: list[NumberReading]) -> None:
+    """Columns file, number, digits, confidences, error (``predict --multi --csv``).
+
+    ``number`` is empty unless every digit was read; ``digits`` shows unsure ones as ``?``;
+    ``confidences`` are fractions separated by spaces, left to right.
+    """
+    from ..fileio import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "number", "digits", "confidences", "error"])
+    for r in readings:
+        confidences = " ".join(f"{p.confidence:.6f}" for p in r.digits)
+        number = r.text if r.complete else ""
+        writer.writerow([printable(r.name), number, r.text, confidences, printable(r.error or "")])
+    atomic_write_text(path, buffer.getvalue())
 
 
 def printable(text: str) -> str:

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -45,6 +45,9 @@ from ..errors import (
 from . import BACKENDS
 from .image_io import MNIST_SIDE
 from .prepare import Prepared, is_tensor, prepare_image
+
+if TYPE_CHECKING:
+    from .number import NumberReading
 
 __all__ = ["BACKENDS", "Prediction", "Predictor", "load_predictor"]
 
@@ -188,6 +191,35 @@ class Predictor:
                     chunk_results[i] = _make_prediction(p, row, min_confidence)
             results.extend(p for p in chunk_results if p is not None)
         return results
+
+    def read_number(
+        self, image: Any, *, min_confidence: float = 0.0, name: str | None = None
+    ) -> NumberReading:
+        """The row of digits in one image (a zip code, a year), read left to right.
+
+        The digits are found and cut apart by :mod:`.segment`, each is preprocessed as a
+        digit read alone, and all are read in one batch. ``reading.text`` is the number
+        ("90210", with ``?`` for a digit below ``min_confidence``); ``reading.digits``
+        holds one :class:`Prediction` per digit, with its box in the image. An image that
+        fails gives a reading with ``error`` set (no exception), as :meth:`predict` does.
+        """
+        from .number import NumberReading, prepare_number
+
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+        label = name or _name(image, 0)
+        try:
+            digits = prepare_number(image, name=label)
+        except MnistClassifierError as exc:
+            return NumberReading.failed(label, str(exc))
+        probs = self.predict_mnist(np.stack([p.pixels for p in digits]))
+        return NumberReading(
+            name=label,
+            digits=[
+                _make_prediction(p, row, min_confidence)
+                for p, row in zip(digits, probs, strict=True)
+            ],
+        )
 
     def info(self) -> dict[str, Any]:
         """What this predictor is: model, size, accuracy, normalisation, versions, backend."""
