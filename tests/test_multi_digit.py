@@ -282,3 +282,18 @@ def test_predict_multi_with_explain_is_a_usage_error(
     assert (
         code == 2 and err.strip() == "mnist-classifier: error: --explain does not work with --multi"
     )
+
+
+def test_the_api_refuses_a_row_with_422(predictor, number_files) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mnist_classifier.serving.app import create_app
+
+    path, _ = number_files
+    with TestClient(create_app(predictor), raise_server_exceptions=False) as client:
+        response = client.post(
+            "/api/predict", files={"file": ("zip.png", path.read_bytes(), "image/png")}
+        )
+    assert response.status_code == 422, response.text
+    assert "several digits found (4 side by side)" in response.json()["error"]
