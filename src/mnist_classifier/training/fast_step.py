@@ -191,12 +191,16 @@ class DirectAdamStep:
     kernels (``_foreach_add_`` on the step counts, then ``_fused_adam_``) with the
     optimizer's own state tensors, so the update, ``state_dict()`` and resume are exactly
     those of ``optimizer.step()``; it falls back to ``optimizer.step()`` for the first
-    step (which creates the state) and whenever a parameter has no state or gradient.
+    step (which creates the state), whenever a parameter has no state or gradient, and
+    when ``optimizer.step`` has been replaced since.
     :meth:`applies` says whether the optimizer is one it can step (plain fused Adam, no
     amsgrad/maximize/capturable/differentiable, no hooks)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
+        # A ``step`` replaced on the instance after this point (a wrapper, a test's probe)
+        # is honoured: every call then goes through it.
+        self._step_attribute = optimizer.__dict__.get("step")
 
     @staticmethod
     def applies(optimizer: torch.optim.Optimizer) -> bool:
@@ -226,6 +230,9 @@ class DirectAdamStep:
 
     def __call__(self) -> None:
         optimizer = self.optimizer
+        if optimizer.__dict__.get("step") is not self._step_attribute:
+            optimizer.step()
+            return
         state = optimizer.state
         batches = []
         for group in optimizer.param_groups:

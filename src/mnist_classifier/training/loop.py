@@ -121,11 +121,6 @@ class Trainer:
         self.fast_step = select_fast_step(
             cfg.fast_step, self.model, self.device, self.dist.world_size, cfg.label_smoothing
         )
-        self.optimizer_step: Callable[[], object] = (
-            DirectAdamStep(self.optimizer)
-            if cfg.fast_step != "off" and DirectAdamStep.applies(self.optimizer)
-            else self.optimizer.step
-        )
         n_train = len(self.train_split)
         if n_train < 2:
             raise ConfigError(f"the training split holds {n_train} image(s); at least 2 are needed")
@@ -134,6 +129,12 @@ class Trainer:
             n_train, cfg.batch_size, self.dist.world_size
         )
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch * cfg.epochs)
+        # After the schedule (which wraps optimizer.step): Adam's kernels called directly.
+        self.optimizer_step: Callable[[], object] = (
+            DirectAdamStep(self.optimizer)
+            if cfg.fast_step != "off" and DirectAdamStep.applies(self.optimizer)
+            else self.optimizer.step
+        )
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         self.augment = _augmenter(cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
