@@ -165,3 +165,14 @@ def test_the_fast_step_needs_no_compiler(small_mnist, tmp_path, monkeypatch):
         limit_train=320, fast_step="on", log=None, threads=1,
     )  # fmt: skip
     assert run.metrics["val"]["accuracy"] > 0.3
+
+
+def test_the_cli_refuses_fast_step_on_where_it_cannot_apply(tmp_path, capsys):
+    from mnist_classifier.cli import main
+
+    out = tmp_path / "r"
+    code = main(["train", "--model", "cnn-tiny", "--fast-step", "on", "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "fast_step = on: it trains only" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main(["train", "--fast-step", "fast", "--out", str(out)]) == 2
