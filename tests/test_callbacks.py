@@ -109,10 +109,15 @@ class FakeTty(io.StringIO):
         return True
 
 
-def test_the_progress_bar_is_a_callback_drawing_on_a_terminal(small_mnist, tmp_path):
+def test_the_progress_bar_is_a_callback_drawing_on_a_terminal(small_mnist, tmp_path, monkeypatch):
     stream = FakeTty()
+    from mnist_classifier import progress_bar
     from mnist_classifier.config import TrainConfig
     from mnist_classifier.training.loop import Trainer
+
+    # tqdm redraws at most every 0.1 s; an epoch here can be quicker than that.
+    new_bar = progress_bar.new_bar
+    monkeypatch.setattr(progress_bar, "new_bar", lambda **kw: new_bar(mininterval=0, **kw))
 
     cfg = TrainConfig(model="mlp-128", epochs=1, limit_train=500, batch_size=10, threads=2)
     trainer = Trainer(cfg, tmp_path / "r", dataset=small_mnist, log=lambda _m: None, stream=stream)

@@ -20,6 +20,7 @@ from .errors import ConfigError
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine")
 AUGMENTS = ("none", "shift", "light", "strong", "robust")
+FAST_STEPS = ("auto", "on", "off")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto: cuda, then mps, then cpu
     threads: int = 0  # CPU threads for torch; 0 = torch's default
+    # auto | on | off: the hand-fused step for mlp models on the CPU (training/fast_step.py)
+    fast_step: str = "auto"
     eval_batch_size: int = 1000
     limit_train: int = 0  # use only the first N training images (0 = all); for quick runs
     data_dir: str | None = None  # None = the MNIST copy shipped with the package
@@ -62,6 +65,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("augment", self.augment, AUGMENTS)
+        _choice("fast_step", self.fast_step, FAST_STEPS)
         _positive("lr", self.lr)
         _positive("batch_size", self.batch_size)
         _positive("epochs", self.epochs)

@@ -127,6 +127,12 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         default_text="1 for fully connected models on a CPU, else one per core",
     )
+    opt(
+        "--fast-step",
+        choices=("auto", "on", "off"),
+        help="hand-fused training step for mlp models on a CPU (same training, fewer "
+        "operators); default auto: wherever it applies",
+    )
     opt("--limit-train", type=int, help="train on the first N training images only")
     add_data_dir(parser)
 
@@ -167,7 +173,7 @@ def add_distributed(parser: argparse.ArgumentParser) -> None:
 TRAIN_KEYS = (
     "model", "optimizer", "lr", "weight_decay", "batch_size", "epochs", "val_fraction",
     "schedule", "label_smoothing", "augment", "ema", "tta", "patience", "seed", "device",
-    "threads", "limit_train", "data_dir", "sync_bn",
+    "threads", "limit_train", "data_dir", "sync_bn", "fast_step",
 )  # fmt: skip
 
 

@@ -39,6 +39,7 @@ from ..runtime import resolve_device, set_threads, training_threads
 from . import distributed
 from .callbacks import Callback, CallbackList, HistoryWriter, ProgressBar
 from .distributed import DistContext
+from .fast_step import DirectAdamStep, select_fast_step
 from .optim import WeightAverage, build_optimizer, build_scheduler
 from .state import Progress, Stateful, restore_state, save_state
 
@@ -116,6 +117,10 @@ class Trainer:
         # The module the steps call: the model itself, or the model inside DDP.
         self.train_model = self.dist.wrap(self.model, self.device, cfg.sync_bn)
         self.optimizer = build_optimizer(cfg, self.model)
+        # The hand-fused step where it applies (an mlp on the CPU, one process), else None.
+        self.fast_step = select_fast_step(
+            cfg.fast_step, self.model, self.device, self.dist.world_size, cfg.label_smoothing
+        )
         n_train = len(self.train_split)
         if n_train < 2:
             raise ConfigError(f"the training split holds {n_train} image(s); at least 2 are needed")
@@ -124,6 +129,12 @@ class Trainer:
             n_train, cfg.batch_size, self.dist.world_size
         )
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch * cfg.epochs)
+        # After the schedule (which wraps optimizer.step): Adam's kernels called directly.
+        self.optimizer_step: Callable[[], object] = (
+            DirectAdamStep(self.optimizer)
+            if cfg.fast_step != "off" and DirectAdamStep.applies(self.optimizer)
+            else self.optimizer.step
+        )
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         self.augment = _augmenter(cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -266,10 +277,14 @@ class Trainer:
                     x = normalize(xb, self.mean, self.std)
                 # Under torchrun each rank takes its part of the (identically drawn) batch.
                 x, yb = self.dist.shard(x, yb)
-                logits = model(as_model_input(self.channels_last, x))
-                loss, batch_loss_sum = distributed.batch_loss(
-                    self.dist, logits, yb, n_batch, cfg.label_smoothing
-                )
+                if self.fast_step is not None:  # forward and backward: the gradients are set
+                    logits, loss = self.fast_step(x, yb)
+                    batch_loss_sum = loss * n_batch
+                else:
+                    logits = model(as_model_input(self.channels_last, x))
+                    loss, batch_loss_sum = distributed.batch_loss(
+                        self.dist, logits, yb, n_batch, cfg.label_smoothing
+                    )
                 if (step + 1) % check_every == 0 or step + 1 == self.steps_per_epoch:
                     value = loss.item()
                     # Agreed by every rank (each sees only its shard's loss), so none goes on
@@ -282,9 +297,10 @@ class Trainer:
                         )
                         error.shared_from_main = True  # type: ignore[attr-defined]
                         raise error
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if self.fast_step is None:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                self.optimizer_step()
                 if scheduler is not None:
                     scheduler.step()
                 if self.ema is not None:
