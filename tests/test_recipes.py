@@ -56,3 +56,32 @@ def test_robust_recipe_is_a_small_cnn_with_the_robust_augmentation():
     model = create_model(cfg.model, **cfg.model_kwargs)
     params = sum(p.numel() for p in model.parameters())
     assert params * 4 < 1_000_000  # float32 weights well under the 2 MB checkpoint budget
+
+
+def test_betas_reach_the_optimizer_and_are_checked():
+    from mnist_classifier.models.registry import create_model
+    from mnist_classifier.training.optim import build_optimizer
+
+    cfg = make_config(recipe="cnn-fast")
+    assert (cfg.beta1, cfg.beta2) == (0.7, 0.9)
+    opt = build_optimizer(cfg, create_model(cfg.model))
+    assert all(group["betas"] == (0.7, 0.9) for group in opt.param_groups)
+    seed_opt = build_optimizer(make_config(recipe="seed"), create_model("mlp-128"))
+    assert seed_opt.param_groups[0]["betas"] == (0.9, 0.999)  # the original projects' Adam
+    with pytest.raises(ConfigError, match="beta1 must be in"):
+        make_config(beta1=1.0)
+    with pytest.raises(ConfigError, match="beta2 must be in"):
+        make_config(recipe="cnn-fast", beta2=-0.1)
+
+
+def test_fast_recipes_spend_their_seconds_on_training():
+    # One epoch (one validation pass) for cnn-fast; larger batches for cnn-fast-20s.
+    fast, fast20 = make_config(recipe="cnn-fast"), make_config(recipe="cnn-fast-20s")
+    assert (fast.epochs, fast.batch_size, fast.val_fraction) == (1, 128, 0.1)
+    assert (fast20.epochs, fast20.batch_size, fast20.augment) == (5, 256, "shift")
+
+
+def test_ensemble_recipe_is_one_model_of_several_members():
+    cfg = make_config(recipe="ensemble")
+    assert cfg.model == "ensemble" and cfg.tta
+    assert cfg.model_kwargs == {"model": "cnn", "members": 2, "width": 16}

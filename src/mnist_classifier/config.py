@@ -33,6 +33,8 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate for schedules
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
+    beta1: float = 0.9  # adam/adamw: decay of the gradient average (lower forgets faster)
+    beta2: float = 0.999  # adam/adamw: decay of the squared-gradient average
     batch_size: int = 32  # images per optimizer step
     epochs: int = 10
     val_fraction: float = 0.2  # share of the training split held out for validation
@@ -72,6 +74,9 @@ class TrainConfig:
         _positive("eval_batch_size", self.eval_batch_size)
         _at_least("weight_decay", self.weight_decay, 0)
         _at_least("momentum", self.momentum, 0)
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         _at_least("patience", self.patience, 0)
         _at_least("threads", self.threads, 0)
         _at_least("limit_train", self.limit_train, 0)

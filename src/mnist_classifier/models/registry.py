@@ -61,6 +61,7 @@ def _ensure_builtins() -> None:
     # the installed plugins add theirs.
     from . import (
         cnn,  # noqa: F401
+        ensemble,  # noqa: F401
         mlp,  # noqa: F401
     )
 

@@ -15,8 +15,11 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     """The optimizer named by the config; weight decay is not applied to norms and biases
     of batch-norm layers for adamw/sgd, and to every parameter for adam (as the original projects do)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    betas = (cfg.beta1, cfg.beta2)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **_fast_kwargs())
+        return torch.optim.Adam(
+            params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay, **_fast_kwargs()
+        )
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
     groups = [
@@ -24,7 +27,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, **_fast_kwargs())
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, **_fast_kwargs())
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
