@@ -140,11 +140,13 @@ def preprocess(image: ImageSource, *, name: str | None = None) -> PreprocessResu
         work = work.resize(size, Image.Resampling.BICUBIC)
     grey = np.asarray(work, dtype=np.float32) / 255.0  # (H, W), 1 = white
 
-    sheet = _find_sheet(grey)
+    grids = _Grids(grey)
+    sheet = _find_sheet(grey, grids)
     if sheet is not None:  # a light sheet on a darker surface: dark ink, on the sheet only
-        inverted, paper_up, background = True, grey, _paper_level(grey, wide_marks=True)
-    else:
-        inverted, paper_up, background = _polarity(grey)  # paper_up: ink dark, paper light
+        background = _paper_level(grey, grid=grids.p90, wide_marks=True)
+        inverted, paper_up = True, grey
+    else:  # paper_up: ink dark, paper light
+        inverted, paper_up, background = _polarity(grey, grids)
     # Fraction by which each pixel is darker than its paper: 0 = paper, 1 = black ink.
     ink = np.clip(1.0 - paper_up / np.maximum(background, 0.04), 0.0, 1.0)
     if sheet is not None:
@@ -191,7 +193,26 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(a * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 
-def _find_sheet(grey: np.ndarray) -> np.ndarray | None:
+class _Grids:
+    """Percentiles of the analysis image's background-grid cells, from one partial sort.
+
+    Of ``grey`` and of ``1 - grey`` (the other polarity): the k-th lowest of ``1 - x``
+    is one minus the (n-1-k)-th lowest of ``x``, so one partition serves both.
+    """
+
+    def __init__(self, grey: np.ndarray) -> None:
+        self.cells = _cell_grid(grey)
+        blocks = cell_blocks(grey, self.cells)
+        n = blocks.shape[2]
+        k50, k90 = round(0.5 * (n - 1)), round(0.9 * (n - 1))
+        part = np.partition(blocks, sorted({k50, k90, n - 1 - k50, n - 1 - k90}), axis=2)
+        self.median = part[:, :, k50]
+        self.p90 = part[:, :, k90]
+        self.inverse_median = 1.0 - part[:, :, n - 1 - k50]
+        self.inverse_p90 = 1.0 - part[:, :, n - 1 - k90]
+
+
+def _find_sheet(grey: np.ndarray, grids: _Grids) -> np.ndarray | None:
     """The inside of a light sheet of paper lying on a darker surface, if the photo shows one.
 
     On the background grid, the cell medians must split cleanly into two levels
@@ -205,8 +226,8 @@ def _find_sheet(grey: np.ndarray) -> np.ndarray | None:
     Returns a float mask (1 on the sheet, at least one cell in from its edge; 0
     elsewhere), or None.
     """
-    cells = _cell_grid(grey)
-    medians = cell_stat(grey, cells, 50.0)
+    cells = grids.cells
+    medians = grids.median
     gh, gw = medians.shape
     if min(gh, gw) < 4:
         return None
@@ -250,7 +271,7 @@ def _find_sheet(grey: np.ndarray) -> np.ndarray | None:
     return np.repeat(np.repeat(inside, cells, axis=0), cells, axis=1)[:h, :w]
 
 
-def _polarity(grey: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
+def _polarity(grey: np.ndarray, grids: _Grids) -> tuple[bool, np.ndarray, np.ndarray]:
     """Decide whether the ink is darker than the paper.
 
     Returns (dark ink?, the image with dark ink on light paper, its paper level).
@@ -264,10 +285,10 @@ def _polarity(grey: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
     by :func:`_find_sheet`.)
     """
     strength = []
-    for paper_up in (grey, 1.0 - grey):
+    for paper_up, medians in ((grey, grids.median), (1.0 - grey, grids.inverse_median)):
         # The cell medians here, not the 90th percentile: in the wrong reading the real
         # ink is the bright minority, and a median does not mistake it for the paper.
-        contrast = box_blur(_paper_level(paper_up, 50.0) - paper_up, 1)
+        contrast = box_blur(_paper_level(paper_up, grid=medians) - paper_up, 1)
         strength.append(float(np.percentile(contrast, 99.95)))
     dark, light = strength
     if dark > _POLARITY_MARGIN * light:
@@ -279,15 +300,15 @@ def _polarity(grey: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
         lo, hi = np.percentile(grey, [1.0, 99.0])
         dark_ink = float(np.median(border)) >= 0.5 * float(lo + hi)
     paper_up = grey if dark_ink else 1.0 - grey
-    return dark_ink, paper_up, _paper_level(paper_up, wide_marks=True)
+    grid = grids.p90 if dark_ink else grids.inverse_p90
+    return dark_ink, paper_up, _paper_level(paper_up, grid=grid, wide_marks=True)
 
 
-def _paper_level(
-    paper_up: np.ndarray, percentile: float = 90.0, *, wide_marks: bool = False
-) -> np.ndarray:
+def _paper_level(paper_up: np.ndarray, *, grid: np.ndarray, wide_marks: bool = False) -> np.ndarray:
     """A smooth estimate of the paper's brightness at each pixel (ink is darker).
 
-    On a coarse grid: the 90th (or given) percentile of each cell; a morphological closing
+    On a coarse grid: ``grid``, a percentile of each cell (the 90th, or the median); a
+    morphological closing
     (maximum, then minimum, over a window wider than a stroke), which fills in dark
     marks narrower than the window (the ink) but keeps ramps and large regions as they
     are, so the estimate follows gradients and shadows instead of running ahead of
@@ -304,7 +325,6 @@ def _paper_level(
     eight around it. The price: ink within a cell or two of such an edge is not seen.
     """
     cells = _cell_grid(paper_up)
-    grid = cell_stat(paper_up, cells, percentile)
     r = _BG_RADIUS
     wide = _closing(grid, r)
     if wide_marks:
