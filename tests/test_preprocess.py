@@ -466,3 +466,30 @@ def test_a_small_binary_bitmap_scaled_up_is_read_solid() -> None:
         a = to_mnist(small.resize((side, side), Image.Resampling.NEAREST))
         assert enclosed_regions(a) == 1, side
         assert (a > 127).mean() > 0.2  # a solid band, not two thin outlines
+
+
+# --- ruled and squared paper ------------------------------------------------------------------
+
+
+def lined_paper(squared: bool, *, shade: int = 150) -> Image.Image:
+    """A dark '7' on paper with 3-pixel lines every 32 pixels (and columns, when squared)."""
+    rng = np.random.default_rng(5)
+    grey = rng.normal(228, 3, (480, 640)).clip(0, 255)
+    for k in range(3):
+        grey[15 + k :: 32] = shade
+        if squared:
+            grey[:, 15 + k :: 32] = shade
+    image = Image.fromarray(grey.astype(np.uint8))
+    ImageDraw.Draw(image).line([(250, 120), (380, 120), (300, 380)], fill=30, width=9)
+    return image
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["ruled", "squared"])
+def test_ruled_and_squared_paper_are_refused_not_misread(squared: bool) -> None:
+    with pytest.raises(ImageError, match=r"^page\.png: ruled or squared paper") as caught:
+        to_mnist(lined_paper(squared), name="page.png")
+    assert caught.value.reason == "no_digit"
+
+
+def test_lines_too_faint_to_be_ink_do_not_refuse() -> None:
+    assert_mnist_like(to_mnist(lined_paper(True, shade=222)))

@@ -37,9 +37,11 @@ The result is uint8 in [0, 255]; the model's normalisation (mean/std stored in t
 checkpoint) is NOT applied here: the predictor applies it, so that preprocessing
 travels with the model.
 
-Known limits: a digit on ruled or squared paper (the lines are ink too), several
-digits in one image (the largest wins, with whatever lies close to it), and ink
-within a cell or two (about 1/30 of the image) of the edge of a sheet on a desk.
+A digit on ruled or squared paper (whose lines would be read as ink) is refused with
+an :class:`~mnist_classifier.errors.ImageError` saying so, rather than misread.
+
+Known limits: several digits in one image (the largest wins, with whatever lies close
+to it), and ink within a cell or two (about 1/30 of the image) of the edge of a sheet on a desk.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ _WIDE_BLUR = 0.15  # ... with at most this share of its outline's pixels between
 _MIN_CONTRAST = 0.12  # ink must be at least this much darker than the paper (fraction)
 _NOISE_SIGMAS = 6.0  # ... and stand this many noise deviations above it
 _NOISE_CELL = 16  # pixels: the least side of the cells in which noise is measured
+_RULED_LINES = 3  # this many thin lines across the whole image: ruled or squared paper ...
+_RULED_COVER = 0.6  # ... a line has ink along at least this share of the image's width ...
+_RULED_THICKNESS = 0.03  # ... and is at most this share of its height thick
 _HYSTERESIS = 0.5  # ink down to this fraction of the threshold joins if connected to the digit
 _MIN_DIGIT_PIXELS = 8  # the digit's longest side, in analysis pixels, must be at least this ...
 _MIN_DIGIT_FRACTION = 0.02  # ... and at least this fraction of the image's longest side
@@ -398,6 +403,12 @@ def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
         raise _no_digit(label)
     threshold = np.maximum(floor, otsu(smooth))
     mask = smooth > threshold
+    if _ruled(smooth > np.maximum(floor, _HYSTERESIS * threshold)):  # the faint ink too
+        raise ImageError(
+            f"{label}: ruled or squared paper: its lines run across the image and would be"
+            " read as ink; use plain paper, or crop the image to the digit",
+            reason="no_digit",
+        )
 
     height, width = mask.shape
     block = max(1, math.ceil(max(height, width) / _LABEL_SIDE))
@@ -427,6 +438,24 @@ def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
     touched = np.unique(ids[keep_small & (ids >= 0)])
     keep = enlarge(paint(faint_runs, touched, faint_small.shape), block, mask.shape) & faint
     return keep, low
+
+
+def _ruled(mask: np.ndarray) -> bool:
+    """Whether the ink holds _RULED_LINES or more thin lines across the whole image.
+
+    A line: a band of consecutive rows (or columns) at most _RULED_THICKNESS of the image
+    thick, each with ink along at least _RULED_COVER of its length. A digit's strokes do
+    not cross its image edge to edge several times over; the lines of a ruled or squared
+    sheet do.
+    """
+    for axis in (1, 0):
+        cover = mask.mean(axis=axis) >= _RULED_COVER
+        edges = np.diff(np.concatenate([[0], cover.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        thin = (ends - starts) <= max(3, _RULED_THICKNESS * cover.size)
+        if int(thin.sum()) >= _RULED_LINES:
+            return True
+    return False
 
 
 def _noise_floor(smooth: np.ndarray) -> np.ndarray:
