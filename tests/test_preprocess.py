@@ -404,3 +404,92 @@ def test_preprocess_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --- thick strokes ----------------------------------------------------------------------------
+
+
+def enclosed_regions(a: np.ndarray, level: int = 127) -> int:
+    """How many separate background regions (4-connected) the ink above ``level`` encloses."""
+    from mnist_classifier.inference._components import component_stats, label_runs
+
+    background = np.pad(a <= level, 1, constant_values=True)
+    runs = label_runs(background)
+    stats = component_stats(runs)
+    h, w = background.shape
+    touches = (stats.y0 == 0) | (stats.x0 == 0) | (stats.y1 == h) | (stats.x1 == w)
+    return int((~touches).sum())
+
+
+@pytest.mark.parametrize("width", [8, 20, 40, 50, 60, 70, 80])
+def test_a_thick_solid_stroke_stays_solid(width: int) -> None:
+    # A '1' as one straight stroke: whatever its width, the 28x28 shows a solid bar whose
+    # width is the stroke's, scaled like the digit (not an outline of it).
+    image = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(image).line([(100, 30), (100, 170)], fill=0, width=width)
+    a = to_mnist(image)
+    height, bar = ink_box(a, 127)
+    assert height == DIGIT_BOX
+    # The line covers rows 30..170; hair-thin results are thickened to about 2.6 pixels.
+    expected = max(width * DIGIT_BOX / 141, 2.6)
+    assert abs(bar - expected) <= 1.5, (bar, expected)
+    rows = np.flatnonzero((a > 127).any(axis=1))
+    cols = np.flatnonzero((a > 127).any(axis=0))
+    core = a[rows[0] + 1 : rows[-1], cols[0] + 1 : cols[-1]]  # one pixel in from the edges
+    assert core.size and core.min() >= 200, core.min()
+    assert enclosed_regions(a) == 0
+
+
+def ring(draw_side: int, stroke: int, canvas: int) -> Image.Image:
+    """A '0' drawn as a thick ellipse outline, black on white, ``draw_side`` pixels tall."""
+    image = Image.new("L", (canvas, canvas), 255)
+    top = (canvas - draw_side) // 2
+    left = (canvas - int(0.75 * draw_side)) // 2
+    box = (left, top, left + int(0.75 * draw_side), top + draw_side)
+    ImageDraw.Draw(image).ellipse(box, outline=0, width=stroke)
+    return image
+
+
+@pytest.mark.parametrize(("stroke", "canvas"), [(20, 200), (45, 200), (60, 200), (45, 300)])
+def test_a_bold_zero_keeps_exactly_one_hole(stroke: int, canvas: int) -> None:
+    # A thick-marker '0' (strokes up to a third of its width): one hole, its band solid.
+    a = to_mnist(ring(190, stroke, canvas))
+    assert enclosed_regions(a) == 1
+
+
+def test_a_small_binary_bitmap_scaled_up_is_read_solid() -> None:
+    # A 16x16 black-and-white '0' filling its box, 4-pixel strokes, blown up with
+    # nearest-neighbour: the strokes are a quarter of the image wide; one hole must remain.
+    small = Image.new("L", (16, 16), 255)
+    ImageDraw.Draw(small).ellipse((1, 0, 14, 15), outline=0, width=4)
+    for side in (64, 200, 512):
+        a = to_mnist(small.resize((side, side), Image.Resampling.NEAREST))
+        assert enclosed_regions(a) == 1, side
+        assert (a > 127).mean() > 0.2  # a solid band, not two thin outlines
+
+
+# --- ruled and squared paper ------------------------------------------------------------------
+
+
+def lined_paper(squared: bool, *, shade: int = 150) -> Image.Image:
+    """A dark '7' on paper with 3-pixel lines every 32 pixels (and columns, when squared)."""
+    rng = np.random.default_rng(5)
+    grey = rng.normal(228, 3, (480, 640)).clip(0, 255)
+    for k in range(3):
+        grey[15 + k :: 32] = shade
+        if squared:
+            grey[:, 15 + k :: 32] = shade
+    image = Image.fromarray(grey.astype(np.uint8))
+    ImageDraw.Draw(image).line([(250, 120), (380, 120), (300, 380)], fill=30, width=9)
+    return image
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["ruled", "squared"])
+def test_ruled_and_squared_paper_are_refused_not_misread(squared: bool) -> None:
+    with pytest.raises(ImageError, match=r"^page\.png: ruled or squared paper") as caught:
+        to_mnist(lined_paper(squared), name="page.png")
+    assert caught.value.reason == "no_digit"
+
+
+def test_lines_too_faint_to_be_ink_do_not_refuse() -> None:
+    assert_mnist_like(to_mnist(lined_paper(True, shade=222)))

@@ -91,7 +91,7 @@ def stroke_width(a: np.ndarray) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def _cell_blocks(a: np.ndarray, cell: int) -> np.ndarray:
+def cell_blocks(a: np.ndarray, cell: int) -> np.ndarray:
     """(gh, gw, cell * cell): the pixels of each cell x cell block, edges repeated to fill."""
     h, w = a.shape
     gh, gw = math.ceil(h / cell), math.ceil(w / cell)
@@ -101,7 +101,7 @@ def _cell_blocks(a: np.ndarray, cell: int) -> np.ndarray:
 
 def cell_stat(a: np.ndarray, cell: int, percentile: float) -> np.ndarray:
     """The given percentile of each cell x cell block."""
-    blocks = _cell_blocks(a, cell)
+    blocks = cell_blocks(a, cell)
     k = round(percentile / 100.0 * (cell * cell - 1))
     return np.partition(blocks, k, axis=2)[:, :, k].astype(np.float32)
 

@@ -13,7 +13,10 @@ look step by step:
    first, and only the sheet is read;
 2. separate the ink from uneven paper and lighting: estimate the paper's
    brightness at every pixel (a morphological closing on a coarse grid, which
-   follows gradients and shadows but not strokes), divide it out, threshold with
+   follows gradients and shadows but not strokes; a dark region too wide for that
+   closing, the inside of a thick marker stroke, a bold font or a blown-up bitmap, is
+   filled too when its outline has an ink's sharp edges rather than a shadow's soft
+   ones, so that thick strokes stay solid), divide it out, threshold with
    Otsu's method but never below the local noise level, keep the connected strokes
    that make up the digit (specks, far-away marks and the edges of things are
    dropped) and let fainter ink join where it is connected to them (hysteresis);
@@ -35,11 +38,13 @@ checkpoint) is NOT applied here: the predictor applies it, so that preprocessing
 travels with the model.
 
 Several digits side by side are refused (:class:`~mnist_classifier.errors.SeveralDigitsError`,
-see :mod:`.segment`, which also cuts a row apart for ``Predictor.read_number``).
+see :mod:`.segment`, which also cuts a row apart for ``Predictor.read_number``). A digit on
+ruled or squared paper (whose lines would be read as ink) is refused with an
+:class:`~mnist_classifier.errors.ImageError` saying so, rather than misread.
 
-Known limits: a digit on ruled or squared paper (the lines are ink too), digits that
-touch or stand on several rows (the largest wins, with whatever lies close to it), and ink
-within a cell or two (about 1/30 of the image) of the edge of a sheet on a desk.
+Known limits: digits that touch or stand on several rows (the largest wins, with whatever
+lies close to it), and ink within a cell or two (about 1/30 of the image) of the edge of a
+sheet on a desk.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from ._components import choose_components, component_stats, holes, label_image,
 from ._filters import (
     block_any,
     box_blur,
+    cell_blocks,
     cell_stat,
     disk_dilate,
     enlarge,
@@ -82,10 +88,16 @@ _GRID_CELLS = 32  # the background is estimated on a grid of about this many cel
 _SHEET_CONTRAST = 0.25  # a sheet on a desk: the two levels differ at least this much ...
 _SHEET_SEPARATION = 0.85  # ... and explain this share of the variance of the cell medians
 _POLARITY_MARGIN = 1.5  # one reading's marks must be this much stronger to win outright
-_BG_RADIUS = 4  # cells: the paper estimate fills in dark marks narrower than 2r+1 cells
+_BG_RADIUS = 4  # cells: the paper estimate fills in dark marks narrower than 2r+1 cells ...
+_WIDE_RADIUS = 12  # ... and, where they have an ink's sharp edges, those narrower than this
+_WIDE_DEPTH = 0.3  # a wide mark is at least this much darker than the paper (fraction)
+_WIDE_BLUR = 0.15  # ... with at most this share of its outline's pixels between the levels
 _MIN_CONTRAST = 0.12  # ink must be at least this much darker than the paper (fraction)
 _NOISE_SIGMAS = 6.0  # ... and stand this many noise deviations above it
 _NOISE_CELL = 16  # pixels: the least side of the cells in which noise is measured
+_RULED_LINES = 3  # this many thin lines across the whole image: ruled or squared paper ...
+_RULED_COVER = 0.6  # ... a line has ink along at least this share of the image's width ...
+_RULED_THICKNESS = 0.03  # ... and is at most this share of its height thick
 _HYSTERESIS = 0.5  # ink down to this fraction of the threshold joins if connected to the digit
 _MIN_DIGIT_PIXELS = 8  # the digit's longest side, in analysis pixels, must be at least this ...
 _MIN_DIGIT_FRACTION = 0.02  # ... and at least this fraction of the image's longest side
@@ -137,11 +149,13 @@ def preprocess(image: ImageSource, *, name: str | None = None) -> PreprocessResu
         work = work.resize(size, Image.Resampling.BICUBIC)
     grey = np.asarray(work, dtype=np.float32) / 255.0  # (H, W), 1 = white
 
-    sheet = _find_sheet(grey)
+    grids = _Grids(grey)
+    sheet = _find_sheet(grey, grids)
     if sheet is not None:  # a light sheet on a darker surface: dark ink, on the sheet only
-        inverted, paper_up, background = True, grey, _paper_level(grey)
-    else:
-        inverted, paper_up, background = _polarity(grey)  # paper_up: ink dark, paper light
+        background = _paper_level(grey, grid=grids.p90, wide_marks=True)
+        inverted, paper_up = True, grey
+    else:  # paper_up: ink dark, paper light
+        inverted, paper_up, background = _polarity(grey, grids)
     # Fraction by which each pixel is darker than its paper: 0 = paper, 1 = black ink.
     ink = np.clip(1.0 - paper_up / np.maximum(background, 0.04), 0.0, 1.0)
     if sheet is not None:
@@ -188,7 +202,26 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(a * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 
-def _find_sheet(grey: np.ndarray) -> np.ndarray | None:
+class _Grids:
+    """Percentiles of the analysis image's background-grid cells, from one partial sort.
+
+    Of ``grey`` and of ``1 - grey`` (the other polarity): the k-th lowest of ``1 - x``
+    is one minus the (n-1-k)-th lowest of ``x``, so one partition serves both.
+    """
+
+    def __init__(self, grey: np.ndarray) -> None:
+        self.cells = _cell_grid(grey)
+        blocks = cell_blocks(grey, self.cells)
+        n = blocks.shape[2]
+        k50, k90 = round(0.5 * (n - 1)), round(0.9 * (n - 1))
+        part = np.partition(blocks, sorted({k50, k90, n - 1 - k50, n - 1 - k90}), axis=2)
+        self.median = part[:, :, k50]
+        self.p90 = part[:, :, k90]
+        self.inverse_median = 1.0 - part[:, :, n - 1 - k50]
+        self.inverse_p90 = 1.0 - part[:, :, n - 1 - k90]
+
+
+def _find_sheet(grey: np.ndarray, grids: _Grids) -> np.ndarray | None:
     """The inside of a light sheet of paper lying on a darker surface, if the photo shows one.
 
     On the background grid, the cell medians must split cleanly into two levels
@@ -202,8 +235,8 @@ def _find_sheet(grey: np.ndarray) -> np.ndarray | None:
     Returns a float mask (1 on the sheet, at least one cell in from its edge; 0
     elsewhere), or None.
     """
-    cells = _cell_grid(grey)
-    medians = cell_stat(grey, cells, 50.0)
+    cells = grids.cells
+    medians = grids.median
     gh, gw = medians.shape
     if min(gh, gw) < 4:
         return None
@@ -247,7 +280,7 @@ def _find_sheet(grey: np.ndarray) -> np.ndarray | None:
     return np.repeat(np.repeat(inside, cells, axis=0), cells, axis=1)[:h, :w]
 
 
-def _polarity(grey: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
+def _polarity(grey: np.ndarray, grids: _Grids) -> tuple[bool, np.ndarray, np.ndarray]:
     """Decide whether the ink is darker than the paper.
 
     Returns (dark ink?, the image with dark ink on light paper, its paper level).
@@ -261,10 +294,10 @@ def _polarity(grey: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
     by :func:`_find_sheet`.)
     """
     strength = []
-    for paper_up in (grey, 1.0 - grey):
+    for paper_up, medians in ((grey, grids.median), (1.0 - grey, grids.inverse_median)):
         # The cell medians here, not the 90th percentile: in the wrong reading the real
         # ink is the bright minority, and a median does not mistake it for the paper.
-        contrast = box_blur(_paper_level(paper_up, 50.0) - paper_up, 1)
+        contrast = box_blur(_paper_level(paper_up, grid=medians) - paper_up, 1)
         strength.append(float(np.percentile(contrast, 99.95)))
     dark, light = strength
     if dark > _POLARITY_MARGIN * light:
@@ -276,17 +309,24 @@ def _polarity(grey: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
         lo, hi = np.percentile(grey, [1.0, 99.0])
         dark_ink = float(np.median(border)) >= 0.5 * float(lo + hi)
     paper_up = grey if dark_ink else 1.0 - grey
-    return dark_ink, paper_up, _paper_level(paper_up)
+    grid = grids.p90 if dark_ink else grids.inverse_p90
+    return dark_ink, paper_up, _paper_level(paper_up, grid=grid, wide_marks=True)
 
 
-def _paper_level(paper_up: np.ndarray, percentile: float = 90.0) -> np.ndarray:
+def _paper_level(paper_up: np.ndarray, *, grid: np.ndarray, wide_marks: bool = False) -> np.ndarray:
     """A smooth estimate of the paper's brightness at each pixel (ink is darker).
 
-    On a coarse grid: the 90th (or given) percentile of each cell; a morphological closing
+    On a coarse grid: ``grid``, a percentile of each cell (the 90th, or the median); a
+    morphological closing
     (maximum, then minimum, over a window wider than a stroke), which fills in dark
     marks narrower than the window (the ink) but keeps ramps and large regions as they
     are, so the estimate follows gradients and shadows instead of running ahead of
     them; a light blur; bilinear interpolation back to pixels.
+
+    With ``wide_marks``, dark regions too wide for that window (a thick marker, a bold
+    font, a small bitmap blown up) are filled too when they are bounded by an ink's
+    sharp edges rather than a shadow's soft ones (see :func:`_wide_marks`); otherwise
+    the inside of such a stroke would be taken for paper and the digit come out hollow.
 
     Next to a large dark region (a desk beside the sheet) that interpolation would
     spill the paper's brightness over the dark pixels and make a band of "ink", so
@@ -294,20 +334,69 @@ def _paper_level(paper_up: np.ndarray, percentile: float = 90.0) -> np.ndarray:
     eight around it. The price: ink within a cell or two of such an edge is not seen.
     """
     cells = _cell_grid(paper_up)
-    grid = cell_stat(paper_up, cells, percentile)
-    # Continue the grid past its edges linearly where it darkens towards them (so that
-    # the closing keeps a shadow that deepens towards the edge of the picture), but
-    # never brighter than the edge itself (that would invent paper beyond it).
     r = _BG_RADIUS
-    wide = np.maximum(
-        np.minimum(pad_array(grid, r, "reflect"), pad_array(grid, r, "edge")), grid.min()
-    )
-    wide = separable(separable(wide, r, np.maximum), r, np.minimum)
+    wide = _closing(grid, r)
+    if wide_marks:
+        cut = slice(_WIDE_RADIUS - r, r - _WIDE_RADIUS)  # to the same margin of r cells
+        big = _closing(grid, _WIDE_RADIUS)[cut, cut]
+        fill = _wide_marks(paper_up, cells, wide[r:-r, r:-r], big[r:-r, r:-r])
+        if fill is not None:
+            wide = np.where(np.pad(fill, r), big, wide)
     level = box_blur(wide, 1, pad="reflect")[r:-r, r:-r]
     lowest = separable(wide, 1, np.minimum)[r:-r, r:-r]  # before the blur spreads the paper
     h, w = paper_up.shape
     lowest_px = np.repeat(np.repeat(lowest, cells, axis=0), cells, axis=1)[:h, :w]
     return np.minimum(upsample(level, cells, paper_up.shape), lowest_px)
+
+
+def _closing(grid: np.ndarray, r: int) -> np.ndarray:
+    """The grid closed over (2r+1)^2 cells, with ``r`` cells of margin kept on each side.
+
+    The grid is continued past its edges linearly where it darkens towards them (so that
+    the closing keeps a shadow that deepens towards the edge of the picture), but never
+    brighter than the edge itself (that would invent paper beyond it).
+    """
+    wide = np.maximum(
+        np.minimum(pad_array(grid, r, "reflect"), pad_array(grid, r, "edge")), grid.min()
+    )
+    return separable(separable(wide, r, np.maximum), r, np.minimum)
+
+
+def _wide_marks(
+    paper_up: np.ndarray, cells: int, narrow: np.ndarray, broad: np.ndarray
+) -> np.ndarray | None:
+    """The grid cells of dark marks too wide for the paper estimate's window, if any.
+
+    ``narrow`` and ``broad`` are the grid closed over the usual and a much wider window.
+    Where ``narrow`` stays at least _WIDE_DEPTH darker than ``broad``, a dark region
+    wider than the usual window lies: the inside of a wide stroke, or a shadow. A
+    stroke has sharp edges: in the band of cells along the region's outline nearly
+    every pixel is either about as dark as the region or about as light as the paper
+    (only an anti-aliased fringe lies between). A shadow fades out: its outline is
+    mostly in-between levels. A region is kept when at most _WIDE_BLUR of the band is
+    in between and both levels are there.
+    """
+    depth = 1.0 - narrow / np.maximum(broad, 0.04)
+    candidate = depth > _WIDE_DEPTH
+    if not candidate.any():
+        return None
+    blocks = cell_blocks(paper_up, cells)  # (gh, gw, cells * cells)
+    runs = label_runs(candidate)
+    ids = label_image(runs, candidate.shape)
+    fill = np.zeros_like(candidate)
+    for k in range(runs.count):
+        region = ids == k
+        grown = max_filter(region.astype(np.float32), 1) > 0
+        band = grown & ~(separable(region.astype(np.float32), 1, np.minimum) > 0)
+        if not band.any():  # the region is the whole image: no outline to judge
+            continue
+        dark = float(np.median(blocks[region]))
+        paper = broad[band][:, None]
+        t = (blocks[band] - dark) / np.maximum(paper - dark, 0.04)
+        between = float(((t > 0.2) & (t < 0.8)).mean())
+        if between <= _WIDE_BLUR and (t <= 0.2).mean() >= 0.1 and (t >= 0.8).mean() >= 0.1:
+            fill |= grown
+    return fill if fill.any() else None
 
 
 def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
@@ -318,6 +407,12 @@ def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
         raise _no_digit(label)
     threshold = np.maximum(floor, otsu(smooth))
     mask = smooth > threshold
+    if _ruled(smooth > np.maximum(floor, _HYSTERESIS * threshold)):  # the faint ink too
+        raise ImageError(
+            f"{label}: ruled or squared paper: its lines run across the image and would be"
+            " read as ink; use plain paper, or crop the image to the digit",
+            reason="no_digit",
+        )
     check_single_digit(mask, label)  # a row of digits is refused, not read as one
 
     height, width = mask.shape
@@ -350,13 +445,33 @@ def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
     return keep, low
 
 
+def _ruled(mask: np.ndarray) -> bool:
+    """Whether the ink holds _RULED_LINES or more thin lines across the whole image.
+
+    A line: a band of consecutive rows (or columns) at most _RULED_THICKNESS of the image
+    thick, each with ink along at least _RULED_COVER of its length. A digit's strokes do
+    not cross its image edge to edge several times over; the lines of a ruled or squared
+    sheet do.
+    """
+    for axis in (1, 0):
+        cover = mask.mean(axis=axis) >= _RULED_COVER
+        edges = np.diff(np.concatenate([[0], cover.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        thin = (ends - starts) <= max(3, _RULED_THICKNESS * cover.size)
+        if int(thin.sum()) >= _RULED_LINES:
+            return True
+    return False
+
+
 def _noise_floor(smooth: np.ndarray) -> np.ndarray:
     """The least ink value that stands out from the paper around each pixel.
 
     ``_NOISE_SIGMAS`` noise deviations above the paper's level, and never below
     ``_MIN_CONTRAST``. Both are local, on a grid of cells (a shadowed or textured part
     of a photo is noisier than the rest), and both are the lower quartile over 5x5
-    cells of a per-cell measure, so that cells full of ink do not raise them. The
+    cells of a per-cell measure, so that cells full of ink do not raise them (where
+    even that quartile is ink, inside a wide stroke, the level is the least one within
+    _WIDE_RADIUS cells). The
     level is the cell's median; the noise comes from the median difference between
     neighbouring pixels (larger of horizontal and vertical, as scanner noise often
     runs along rows), which a stroke that is smooth inside barely affects.
@@ -370,6 +485,9 @@ def _noise_floor(smooth: np.ndarray) -> np.ndarray:
         return np.percentile(windows, 25.0, axis=axis)
 
     level = window_reduce(level, 2, lower_quartile)
+    # Inside a wide stroke (see _wide_marks) most cells around are ink: take the paper's
+    # level from farther away there, or the middle of the stroke would count as paper.
+    level = np.where(level > _WIDE_DEPTH, separable(level, _WIDE_RADIUS, np.minimum), level)
     across = np.abs(np.diff(smooth, axis=1, append=smooth[:, -1:]))[::2, ::2]
     down = np.abs(np.diff(smooth, axis=0, append=smooth[-1:, :]))[::2, ::2]
     # For noise smoothed by the 3x3 box, sigma = 1.22 * sigma of neighbour differences
