@@ -103,6 +103,7 @@ class Predictor:
         parameters: int | None = None,
         package_version: str | None = None,
         tta: bool = False,
+        temperature: float = 1.0,
     ) -> None:
         self.model_name = model_name
         self.checkpoint_path = checkpoint_path
@@ -113,6 +114,7 @@ class Predictor:
         self.parameters = parameters
         self.package_version = package_version
         self.tta = tta
+        self.temperature = float(temperature)  # applied inside the model (1: not calibrated)
 
     # ------------------------------------------------------------------ the model
 
@@ -192,6 +194,7 @@ class Predictor:
             "normalization": {"mean": self.mean, "std": self.std},
             "class_names": list(self.class_names),
             "tta": self.tta,
+            "temperature": self.temperature,
             "package_version": self.package_version,
         }
 
@@ -248,6 +251,7 @@ class TorchPredictor(Predictor):
             parameters=count_parameters(self.model.net),
             package_version=ckpt.get("package_version"),
             tta=self.model.tta,
+            temperature=float(self.model.temperature),
         )
 
     def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
@@ -291,6 +295,7 @@ class OnnxPredictor(Predictor):
             parameters=meta["parameters"],
             package_version=meta["package_version"],
             tta=meta["tta"],
+            temperature=meta["temperature"],
         )
 
     def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
