@@ -322,8 +322,9 @@ def test_cli_calibrate_prints_one_summary_line(calibrated_run, tmp_path: Path, c
     ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
     ckpt.pop("path")
     lone = save_checkpoint(tmp_path / "lone.pt", ckpt)  # a checkpoint outside any run folder
-    # The run was trained on an in-memory subset of the shipped MNIST's first training images,
-    # so the full set's seeded split differs: still a validation split, still not the test set.
+    # The run was trained on an in-memory subset, so the shipped MNIST's seeded split is not
+    # its validation split (calibrate_checkpoint takes dataset= for such runs); this only
+    # checks the command's plumbing and output.
     assert main(["calibrate", str(lone), "--device", "cpu", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["written"] == [str(lone)] and shown["temperature"] > 0

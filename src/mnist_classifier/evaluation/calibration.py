@@ -246,7 +246,9 @@ def calibrate_checkpoint(
 
     The split is remade from the checkpoint's config (``seed``, ``val_fraction``,
     ``data_dir``, or ``data_dir`` / ``dataset`` given here) exactly as training made it;
-    the test set only reports the ECE. Any temperature already stored is replaced
+    the test set only reports the ECE. A run trained through the Python API on an in-memory
+    dataset must be given that ``dataset``: its config cannot name it, and the shipped MNIST's
+    split would mix training images into the validation set. Any temperature already stored is replaced
     (calibrating twice gives the same result). The checkpoint is rewritten atomically;
     in a run folder ``metrics.json``, ``predictions.npz``, the plots and ``report.html``
     (those that exist) are brought up to date as well.

@@ -58,7 +58,6 @@ PLOT_FILES: dict[str, str] = {
     "reliability.png": "Reliability on the test set: accuracy per confidence bin, "
     "before and after calibration (the gap to the diagonal is the miscalibration)",
 }
-GAP_COLOR = "#e57373"
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -485,17 +484,18 @@ def plot_reliability(
             color=TRAIN_COLOR,
             edgecolor="white",
             label="accuracy",
+            alpha=0.85,
         )
         ax.bar(
             centres[used],
             (conf - acc)[used],
             bottom=acc[used],
             width=width,
-            color=GAP_COLOR,
-            alpha=0.6,
+            facecolor="none",
             edgecolor=WRONG_COLOR,
-            hatch="//",
-            label="gap",
+            linewidth=1.2,
+            hatch="///",
+            label="gap to mean confidence",
         )
         ax.plot([0, 1], [0, 1], linestyle="--", color=RIGHT_COLOR, linewidth=1)
         ax.set_xlim(0, 1)
