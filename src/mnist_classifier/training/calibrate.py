@@ -1,11 +1,13 @@
 """The end of a run: the best checkpoint's temperature, fitted on validation, and its scores.
 
 :func:`calibrate_final` is what :meth:`Trainer.finish <.loop.Trainer.finish>` calls once
-the best checkpoint has been scored on validation and test at temperature 1: rank 0 fits
+the best checkpoint has been scored on validation at temperature 1: rank 0 fits
 the temperature on the validation split (:mod:`mnist_classifier.evaluation.calibration`),
-every rank gets it, and the calibrated log-probabilities are derived (without test-time
-augmentation a division of the log-probabilities, exact; with it, one more pass through
-the deployed model). Accuracy does not change; the loss becomes the calibrated NLL.
+every rank gets it, and the test split is scored through the deployed model at that
+temperature. The other set of probabilities of each split is derived (without test-time
+augmentation a rescaling of the log-probabilities, exact up to rounding; with it, one more
+pass through the deployed model). Accuracy does not change; the loss becomes the
+calibrated NLL.
 """
 
 from __future__ import annotations
@@ -45,10 +47,15 @@ def calibrate_final(
     batch_size: int,
     tta: bool,
     val: tuple[Split, torch.Tensor, float],
-    test: tuple[Split, torch.Tensor, float] | None,
+    test: Split | None,
 ) -> FinalScores:
-    """Fit the temperature on ``val`` = (split, log-probabilities at T = 1, loss) and score
-    ``val`` and ``test`` (the same triple, or None) calibrated."""
+    """Fit the temperature on ``val`` = (split, log-probabilities at T = 1, loss), then score
+    ``val`` and the ``test`` split (or None) calibrated.
+
+    The test split is scored through the deployed model at the fitted temperature, so its
+    stored metrics are what ``evaluate`` and ``predict`` give, to the last bit; its
+    uncalibrated probabilities (for the ECE before) are derived from those without
+    test-time augmentation, and scored once more with it."""
     val_split, val_lp, val_loss = val
 
     def fit() -> float:
@@ -61,27 +68,29 @@ def calibrate_final(
 
     temperature = float(ctx.run_on_main(fit))
 
-    def calibrated(split: Split, log_probs: torch.Tensor) -> tuple[torch.Tensor, float]:
-        if temperature == 1.0:
-            out = log_probs
-        elif not tta:
-            out = F.log_softmax(log_probs / temperature, dim=1)
-        else:
-            out = distributed.evaluate_split(
-                ctx, model, split, mean, std, batch_size, tta, temperature
-            )[2]
-        return out, loss_and_accuracy(out, split.labels.cpu())[0]
+    def rescored(split: Split, log_probs: torch.Tensor, from_t: float, to_t: float) -> torch.Tensor:
+        """``log_probs`` of ``split`` at temperature ``from_t``, brought to ``to_t``."""
+        if from_t == to_t:
+            return log_probs
+        if not tta:  # log_softmax(z / a) * a / b == z / b up to a shift per row
+            return F.log_softmax(log_probs * (from_t / to_t), dim=1)
+        return distributed.evaluate_split(ctx, model, split, mean, std, batch_size, tta, to_t)[2]
 
-    def block(split: Split, log_probs: torch.Tensor, loss: float) -> tuple[dict[str, Any], Any]:
-        after, after_loss = calibrated(split, log_probs)
+    def scores(
+        split: Split, before: torch.Tensor, after: torch.Tensor
+    ) -> tuple[dict[str, Any], Any]:
+        labels = split.labels.cpu()
         probs = after.exp().numpy()
-        labels = split.labels.cpu().numpy()
-        scores = calibration.calibrated_split_metrics(
-            labels, log_probs.exp().numpy(), probs, loss, after_loss
+        block = calibration.calibrated_split_metrics(
+            labels.numpy(),
+            before.exp().numpy(),
+            probs,
+            loss_and_accuracy(before, labels)[0],
+            loss_and_accuracy(after, labels)[0],
         )
-        return scores, probs
+        return block, probs
 
-    val_block, _ = block(val_split, val_lp, val_loss)
+    val_block, _ = scores(val_split, val_lp, rescored(val_split, val_lp, 1.0, temperature))
     details = {
         "fitted_on": "validation",
         "val_nll_uncalibrated": float(val_loss),
@@ -89,13 +98,15 @@ def calibrate_final(
     }
     if test is None:
         return FinalScores(temperature, val_block, None, None, None, details)
-    test_split, test_lp, test_loss = test
-    test_block, test_probs = block(test_split, test_lp, test_loss)
+    test_lp = distributed.evaluate_split(ctx, model, test, mean, std, batch_size, tta, temperature)[
+        2
+    ]
+    test_block, test_probs = scores(test, rescored(test, test_lp, temperature, 1.0), test_lp)
     summary = calibration.calibration_block(
         temperature,
         (val_loss, float(val_block["loss"])),
-        test_split.labels.cpu().numpy(),
-        test_lp.exp().numpy(),
+        test.labels.cpu().numpy(),
+        rescored(test, test_lp, temperature, 1.0).exp().numpy(),
         test_probs,
     )
     return FinalScores(temperature, val_block, test_block, test_probs, summary, details)

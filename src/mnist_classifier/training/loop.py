@@ -495,15 +495,6 @@ class Trainer:
         )
         if not self.evaluate_test:
             return self._finish_without_test(best, params, val_loss, val_lp)
-        test_loss, _, test_lp = distributed.evaluate_split(
-            self.dist,
-            eval_model,
-            self.test_split,
-            self.mean,
-            self.std,
-            cfg.eval_batch_size,
-            cfg.tta,
-        )
         # The temperature, fitted on validation; the scores below are the calibrated ones.
         final = calibrate_final(
             self.dist,
@@ -513,7 +504,7 @@ class Trainer:
             cfg.eval_batch_size,
             cfg.tta,
             (self.val_split, val_lp, val_loss),
-            (self.test_split, test_lp, test_loss),
+            self.test_split,
         )
         test_probs = final.test_probs
         metrics: dict[str, Any] = {
