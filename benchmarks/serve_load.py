@@ -1,7 +1,7 @@
 """Load test of ``mnist-classifier serve``: requests/s and latency at 1, 8 and 32 clients,
-with 1 and 2 worker processes (``serve --workers N``).
+with 1 and 2 worker processes (``serve --workers N``), for each ``--backends`` choice.
 
-For each worker count, starts the real server in a subprocess on 127.0.0.1 (a free port,
+For each backend and worker count, starts the real server in a subprocess on 127.0.0.1 (a free port,
 no access log) and waits until it is ready; all of them run at once, idle but for the one
 being measured. Then, for each payload and each concurrency level, and in turn for each
 worker count (``--repeats`` times, interleaved, so that a noisy machine hits them alike),
@@ -22,9 +22,12 @@ as a whole; the table header says how many CPUs there were.
 
     python benchmarks/serve_load.py [RUN_OR_CHECKPOINT] [--seconds 5] [--levels 1,8,32]
         [--payloads drawing,pixels,photo] [--max-requests 20000] [--workers 1,2] [--repeats 3]
+        [--backends auto,torch]
 
-Without RUN_OR_CHECKPOINT a small CNN is trained first (cnn-small, 2 epochs on
-6,000 images, about a minute) into a temporary folder.
+Without RUN_OR_CHECKPOINT the server serves the model shipped in the package (as
+``serve`` does). The JSON-pixels p50 at 1 client with the default backend:
+
+    python benchmarks/serve_load.py --payloads pixels --levels 1 --workers 1 --backends auto,torch
 """
 
 from __future__ import annotations
@@ -39,13 +42,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -121,15 +122,20 @@ def multipart(field_name: str, filename: str, content_type: str, data: bytes) ->
 # The server
 
 
-def start_server(target: str, workers: int = 1) -> tuple[subprocess.Popen[str], str]:
-    """Run ``mnist-classifier serve TARGET --port 0 --workers N``; return the process and its
-    URL once ``/readyz`` answers (workers load their models after the URL is printed)."""
+def start_server(
+    target: str | None, workers: int = 1, backend: str = "auto"
+) -> tuple[subprocess.Popen[str], str]:
+    """Run ``mnist-classifier serve [TARGET] --port 0 --workers N --backend B``; return the
+    process and its URL once ``/readyz`` answers (workers load their models after the URL is
+    printed). No TARGET: the bundled model."""
     cmd = [
         sys.executable,
         "-m",
         "mnist_classifier",
         "serve",
-        target,
+        *([target] if target else []),
+        "--backend",
+        backend,
         "--port",
         "0",
         "--no-access-log",
@@ -279,17 +285,6 @@ def percentile_ms(values: list[float], q: float) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def train_small_model(folder: Path) -> str:
-    import mnist_classifier
-
-    print("no model given: training cnn-small (2 epochs on 6,000 images) ...", flush=True)
-    run = mnist_classifier.train(
-        out=folder / "run", model="cnn-small", epochs=2, limit_train=6000, threads=2, log=None
-    )
-    print(f"trained: test accuracy {run.test_accuracy * 100:.2f}%", flush=True)
-    return str(run.path)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", metavar="RUN_OR_CHECKPOINT")
@@ -308,7 +303,11 @@ def main() -> int:
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs of each level per worker count (default 3)"
     )
+    parser.add_argument(
+        "--backends", default="auto", help="serve --backend values to compare (default auto)"
+    )
     args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",")]
     worker_counts = [int(x) for x in args.workers.split(",")]
     if any(n < 1 for n in worker_counts) or args.repeats < 1:
         parser.error("--workers and --repeats take whole numbers of at least 1")
@@ -318,65 +317,69 @@ def main() -> int:
     if unknown or any(n < 1 for n in levels) or args.seconds <= 0:
         parser.error(f"bad --payloads/--levels/--seconds ({', '.join(unknown) or 'values'})")
 
-    with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
-        target = args.checkpoint or train_small_model(Path(tmp))
-        servers: dict[int, tuple[subprocess.Popen[str], str]] = {}
-        try:
-            for n in worker_counts:  # all running at once; only the one measured is busy
-                servers[n] = start_server(target, n)
-            first_url = servers[worker_counts[0]][1]
-            model = json.loads(_get(first_url, "/api/model"))
-            print(
-                f"model {model['model']} ({model['backend']}), {os.cpu_count()} CPUs shared by "
-                f"server and clients, {args.seconds:g} s per level, {args.repeats} repeats "
-                f"(worker counts interleaved; req/s is the median over repeats)"
-            )
-            header = f"{'payload':<8} {'clients':>7} {'workers':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
-            print(header)
-            print("-" * len(header))
-            failed = 0
-            for name in payloads:
-                content_type, body = PAYLOADS[name]()
-                warm_failed = False
-                for _, url in servers.values():
-                    warm = run_level(url, content_type, body, 1, 60.0, args.warmup)
-                    if warm.errors:
-                        print(f"{name}: warm-up failed: {warm.errors[0]}")
-                        failed += len(warm.errors)
-                        warm_failed = True
-                if warm_failed:
-                    continue
-                for clients in levels:
-                    runs: dict[int, list[Level]] = {n: [] for n in worker_counts}
-                    for _ in range(args.repeats):
-                        for n in worker_counts:
-                            runs[n].append(
-                                run_level(
-                                    servers[n][1],
-                                    content_type,
-                                    body,
-                                    clients,
-                                    args.seconds,
-                                    args.max_requests,
-                                )
+    target = args.checkpoint
+    configs = [(b, n) for b in backends for n in worker_counts]
+    servers: dict[tuple[str, int], tuple[subprocess.Popen[str], str]] = {}
+    try:
+        for backend, n in configs:  # all running at once; only the one measured is busy
+            servers[backend, n] = start_server(target, n, backend)
+        models = {c: json.loads(_get(url, "/api/model")) for c, (_, url) in servers.items()}
+        first = models[configs[0]]
+        print(
+            f"model {first.get('source') or first['model']}, {os.cpu_count()} CPUs shared by "
+            f"server and clients, {args.seconds:g} s per level, {args.repeats} repeats "
+            f"(servers interleaved; req/s is the median over repeats)"
+        )
+        header = (
+            f"| {'payload':<8} | {'clients':>7} | {'backend':<12} | {'workers':>7} | "
+            f"{'requests':>8} | {'req/s':>8} | {'p50 ms':>8} | {'p99 ms':>8} | {'errors':>6} |"
+        )
+        print(header)
+        print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+        failed = 0
+        for name in payloads:
+            content_type, body = PAYLOADS[name]()
+            warm_failed = False
+            for _, url in servers.values():
+                warm = run_level(url, content_type, body, 1, 60.0, args.warmup)
+                if warm.errors:
+                    print(f"{name}: warm-up failed: {warm.errors[0]}")
+                    failed += len(warm.errors)
+                    warm_failed = True
+            if warm_failed:
+                continue
+            for clients in levels:
+                runs: dict[tuple[str, int], list[Level]] = {c: [] for c in configs}
+                for _ in range(args.repeats):
+                    for c in configs:
+                        runs[c].append(
+                            run_level(
+                                servers[c][1],
+                                content_type,
+                                body,
+                                clients,
+                                args.seconds,
+                                args.max_requests,
                             )
-                    for n in worker_counts:
-                        done = sum(len(level.latencies) for level in runs[n])
-                        rate = float(np.median([len(lv.latencies) / lv.seconds for lv in runs[n]]))
-                        latencies = [t for level in runs[n] for t in level.latencies]
-                        errors = [e for level in runs[n] for e in level.errors]
-                        failed += len(errors)
-                        print(
-                            f"{name:<8} {clients:>7} {n:>7} {done:>8} {rate:>8.1f} "
-                            f"{percentile_ms(latencies, 50):>8.1f} {percentile_ms(latencies, 99):>8.1f} "
-                            f"{len(errors):>6}",
-                            flush=True,
                         )
-                        for error in errors[:3]:
-                            print(f"    error: {error}")
-        finally:
-            for proc, _ in servers.values():
-                stop_server(proc)
+                for c in configs:
+                    done = sum(len(level.latencies) for level in runs[c])
+                    rate = float(np.median([len(lv.latencies) / lv.seconds for lv in runs[c]]))
+                    latencies = [t for level in runs[c] for t in level.latencies]
+                    errors = [e for level in runs[c] for e in level.errors]
+                    failed += len(errors)
+                    shown = f"{c[0]}={models[c]['backend']}" if c[0] == "auto" else c[0]
+                    print(
+                        f"| {name:<8} | {clients:>7} | {shown:<12} | {c[1]:>7} | {done:>8} | "
+                        f"{rate:>8.1f} | {percentile_ms(latencies, 50):>8.2f} | "
+                        f"{percentile_ms(latencies, 99):>8.2f} | {len(errors):>6} |",
+                        flush=True,
+                    )
+                    for error in errors[:3]:
+                        print(f"    error: {error}")
+    finally:
+        for proc, _ in servers.values():
+            stop_server(proc)
     return 1 if failed else 0
 
 

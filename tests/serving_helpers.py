@@ -34,10 +34,12 @@ def mnist_png(image: np.ndarray, *, scale: int = 4, dark_on_light: bool = True) 
 
 
 @contextmanager
-def running_server(target: str | os.PathLike[str], *args: str) -> Iterator[tuple[str, list[str]]]:
+def running_server(
+    target: str | os.PathLike[str] | None, *args: str
+) -> Iterator[tuple[str, list[str]]]:
     """Run ``mnist-classifier serve TARGET --port 0`` and yield (its URL, its output lines so far).
 
-    The URL is read from the line the command prints once it listens; the server is
+    ``target`` None serves the model shipped in the package. The URL is read from the line the command prints once it listens; the server is
     stopped with SIGINT (as Ctrl-C would) when the block ends.
     """
     with running_server_process(target, *args) as (url, lines, _):
@@ -46,10 +48,11 @@ def running_server(target: str | os.PathLike[str], *args: str) -> Iterator[tuple
 
 @contextmanager
 def running_server_process(
-    target: str | os.PathLike[str], *args: str
+    target: str | os.PathLike[str] | None, *args: str
 ) -> Iterator[tuple[str, list[str], subprocess.Popen[str]]]:
     """As :func:`running_server`, also yielding the server's process."""
-    cmd = [sys.executable, "-m", "mnist_classifier", "serve", str(target), "--port", "0", *args]
+    model = [] if target is None else [str(target)]
+    cmd = [sys.executable, "-m", "mnist_classifier", "serve", *model, "--port", "0", *args]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     )

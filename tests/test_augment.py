@@ -250,3 +250,173 @@ def test_cpu_generator_drives_a_cuda_batch_like_a_cpu_one() -> None:
     torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=0)
     shifted = random_shift(x.cuda(), 2, gen(5))
     assert torch.equal(shifted.cpu(), random_shift(x, 2, gen(5)))
+
+
+# --- What users' images do to a digit: stroke width, binarisation, down-up, box filling ---
+
+from mnist_classifier.data.augment import (  # noqa: E402
+    ROBUST,
+    BinarizeConfig,
+    BoxFillConfig,
+    ResampleConfig,
+    RobustConfig,
+    StrokeConfig,
+    binarize,
+    box_fill,
+    down_up,
+    ink_box,
+    robust_batch,
+    stretch_box,
+    stroke_width,
+)
+
+
+def strokes(n: int = 32) -> torch.Tensor:
+    """Digit-like images: a 3-pixel wide bar and a cross stroke of varying length, grey edges."""
+    x = torch.zeros(n, 1, 28, 28)
+    for i in range(n):
+        top = 4 + i % 5
+        x[i, 0, top:24, 12:15] = 1.0
+        x[i, 0, top:24, 11] = 0.5
+        x[i, 0, 14:17, 8 : 12 + i % 8] = 1.0
+    return x
+
+
+TRANSFORMS = {
+    "thicken": (stroke_width, StrokeConfig(thicken=2)),
+    "thin": (stroke_width, StrokeConfig(thin=2, p=0.5)),
+    "stroke": (stroke_width, StrokeConfig(thicken=2, thin=1, p=0.5)),
+    "binarize": (binarize, BinarizeConfig(low=0.2, high=0.7, p=1.0)),
+    "down_up": (down_up, ResampleConfig(min_side=10, max_side=32)),
+    "box_fill": (box_fill, BoxFillConfig(fill=1.0)),
+    "robust": (robust_batch, ROBUST),
+}
+ZERO = {
+    "thicken": StrokeConfig(),
+    "thin": StrokeConfig(thicken=2, thin=1, p=0),
+    "stroke": StrokeConfig(thicken=0, thin=0, p=1),
+    "binarize": BinarizeConfig(p=0),
+    "down_up": ResampleConfig(),
+    "box_fill": BoxFillConfig(fill=0.0, p=1),
+    "robust": RobustConfig(),
+}
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_new_transforms_keep_shape_dtype_and_range(name: str, dtype: torch.dtype) -> None:
+    fn, cfg = TRANSFORMS[name]
+    x = strokes().to(dtype)
+    out = fn(x, cfg, gen(0))
+    assert out.shape == x.shape and out.dtype == dtype
+    assert out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, x)
+    assert torch.equal(x, strokes().to(dtype))  # the input is not modified in place
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_new_transforms_are_deterministic_by_seed(name: str) -> None:
+    fn, cfg = TRANSFORMS[name]
+    x = strokes()
+    assert torch.equal(fn(x, cfg, gen(5)), fn(x, cfg, gen(5)))
+    assert not torch.equal(fn(x, cfg, gen(5)), fn(x, cfg, gen(6)))
+
+
+@pytest.mark.parametrize("name", list(ZERO))
+def test_new_transforms_at_zero_magnitude_return_the_input(name: str) -> None:
+    fn, _ = TRANSFORMS[name]
+    cfg = ZERO[name]
+    assert cfg.is_identity
+    x = strokes()
+    assert fn(x, cfg, gen(0)) is x
+    assert fn(torch.zeros(0, 1, 28, 28), TRANSFORMS[name][1], gen(0)).shape == (0, 1, 28, 28)
+
+
+def ink_area(x: torch.Tensor) -> torch.Tensor:
+    return (x > 0.5).flatten(1).sum(1)
+
+
+def test_thickening_grows_and_thinning_shrinks_every_stroke() -> None:
+    x = strokes()
+    thick = stroke_width(x, StrokeConfig(thicken=2), gen(0))
+    thin = stroke_width(x, StrokeConfig(thin=1), gen(0))
+    assert (ink_area(thick) > ink_area(x)).all()
+    assert (ink_area(thin) < ink_area(x)).all()
+    assert (ink_area(thin) > 0).all()  # a 3-pixel stroke survives radius 1
+    # Max pooling never lowers a pixel, min pooling never raises one.
+    assert (thick >= x).all() and (thin <= x).all()
+    # Radius 1 or 2 (drawn per image) makes the 3-pixel bar 5 or 7 pixels wide.
+    widths = (thick[:, 0, 20] > 0.5).sum(1)
+    assert set(widths.tolist()) == {5, 7}
+
+
+def test_thinning_that_would_erase_a_digit_is_skipped_and_p_picks_images() -> None:
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, 0, 5:23, 14] = 1.0  # one-pixel line: min pooling would remove it all
+    assert torch.equal(stroke_width(x, StrokeConfig(thin=2), gen(0)), x)
+    many = strokes(200)
+    out = stroke_width(many, StrokeConfig(thicken=1, p=0.5), gen(1))
+    changed = (out != many).flatten(1).any(1)
+    assert 60 < int(changed.sum()) < 140
+
+
+def test_binarize_gives_only_zero_and_one_at_a_threshold_in_range() -> None:
+    x = torch.linspace(0, 1, 28 * 28).view(1, 1, 28, 28).repeat(50, 1, 1, 1)
+    out = binarize(x, BinarizeConfig(low=0.3, high=0.6, p=1.0), gen(0))
+    assert set(out.unique().tolist()) == {0.0, 1.0}
+    assert (out[x <= 0.3] == 0).all() and (out[x > 0.6] == 1).all()
+    thresholds = 1 - out.flatten(1).mean(1)  # fraction of the ramp below the threshold
+    assert thresholds.min() >= 0.29 and thresholds.max() <= 0.61 and thresholds.std() > 0.03
+
+
+def test_down_up_with_nearest_is_blocky_and_keeps_the_ink() -> None:
+    x = strokes(64)
+    out = down_up(x, ResampleConfig(min_side=14, max_side=14), gen(0))
+    blocks = out.view(64, 1, 14, 2, 14, 2)
+    blocky = (blocks == blocks[:, :, :, :1, :, :1]).flatten(1).all(1)
+    assert 10 < int(blocky.sum()) < 54  # nearest for about half, bilinear for the others
+    mass_in, mass_out = x.sum(dim=(1, 2, 3)), out.sum(dim=(1, 2, 3))
+    assert ((mass_out - mass_in).abs() < 0.15 * mass_in).all()
+
+
+def test_stretch_box_fills_the_image_and_changes_the_aspect() -> None:
+    x = strokes(8)
+    full = stretch_box(x, torch.ones(8, 2))
+    box = ink_box(full)
+    assert (box[:, :2] <= 1).all() and (box[:, 2:] >= 26).all()
+    wide = stretch_box(x, torch.tensor([[1.0, 0.0]]).repeat(8, 1))
+    before, after = ink_box(x), ink_box(wide)
+    assert (after[:, 0] <= 1).all() and (after[:, 2] >= 26).all()  # width filled
+    assert ((after[:, 1] - before[:, 1]).abs() <= 1).all()  # height kept
+    assert ((after[:, 3] - before[:, 3]).abs() <= 1).all()
+    # Random fills only ever grow the box.
+    grown = ink_box(box_fill(x, BoxFillConfig(fill=1.0), gen(0)))
+    assert (grown[:, :2] <= ink_box(x)[:, :2]).all() and (grown[:, 2:] >= ink_box(x)[:, 2:]).all()
+
+
+def test_ink_box_of_an_empty_image_is_the_whole_image() -> None:
+    assert ink_box(torch.zeros(1, 1, 28, 28)).tolist() == [[0, 0, 27, 27]]
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 3:9, 5:20] = 1
+    assert ink_box(x).tolist() == [[5, 3, 19, 8]]
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: StrokeConfig(thicken=-1), "thicken"),
+        (lambda: StrokeConfig(thin=1.5), "thin"),
+        (lambda: StrokeConfig(thicken=9), "radius"),
+        (lambda: StrokeConfig(p=2), "p"),
+        (lambda: BinarizeConfig(low=0.8, high=0.5), "binarize"),
+        (lambda: BinarizeConfig(p=float("nan")), "p"),
+        (lambda: ResampleConfig(min_side=20, max_side=10), "min_side"),
+        (lambda: ResampleConfig(min_side=2, max_side=10), "sides"),
+        (lambda: BoxFillConfig(fill=1.5), "fill"),
+        (lambda: BoxFillConfig(fill="1"), "fill"),
+    ],
+)
+def test_new_configs_refuse_bad_values_in_one_line(make, field: str) -> None:
+    with pytest.raises(ConfigError, match=field) as info:
+        make()
+    assert "\n" not in str(info.value)

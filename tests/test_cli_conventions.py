@@ -147,7 +147,7 @@ def test_train_ends_with_where_the_time_went(tiny_data: Path, tmp_path, capsys) 
     out_dir = tmp_path / "run"
     code, out, err = run_cli(capsys, *train_args(out_dir, tiny_data))
     assert code == 0, err
-    *_, phases_line, folder_line = out.strip().splitlines()
+    *_, folder_line, phases_line = out.strip().splitlines()  # the time last (make demo)
     assert folder_line == f"run folder: {out_dir}"
     assert phases_line.startswith("time: ") and "s training and validation" in phases_line
     assert "s final evaluation" in phases_line and "s plots and report" in phases_line
@@ -308,7 +308,7 @@ def test_zsh_completion_script_loads_with_the_commands_options(tmp_path) -> None
         env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert "_shtab_mnist_classifier: function" in done.stdout, done.stdout + done.stderr
-    assert "--backend[" in done.stdout and "(torch onnx)" in done.stdout
+    assert "--backend[" in done.stdout and "(auto torch onnx)" in done.stdout
 
 
 def test_serve_quiet_keeps_only_the_address_line(trained_run: Path, mnist) -> None:

@@ -83,7 +83,7 @@ def test_onnx_runtime_matches_pytorch(onnx_file: Path, checkpoint: dict, pixels)
 def test_onnx_backend_predicts_like_the_torch_backend(
     onnx_file: Path, trained_run: Path, mnist, tmp_path: Path
 ) -> None:
-    torch_predictor = load_predictor(trained_run, device="cpu")
+    torch_predictor = load_predictor(trained_run, backend="torch", device="cpu")
     onnx_predictor = load_predictor(onnx_file, backend="onnx")
     assert onnx_predictor.backend == "onnx"
     info, reference = onnx_predictor.info(), torch_predictor.info()
@@ -114,7 +114,7 @@ def test_onnx_backend_from_a_run_folder_exports_on_the_fly(trained_run: Path, mn
     predictor = load_predictor(trained_run, backend="onnx")
     assert predictor.backend == "onnx"
     assert predictor.checkpoint_path.endswith("best.pt")
-    reference = load_predictor(trained_run, device="cpu")
+    reference = load_predictor(trained_run, backend="torch", device="cpu")
     images = mnist.test_images[:50].numpy()
     np.testing.assert_allclose(
         predictor.predict_mnist(images), reference.predict_mnist(images), atol=1e-5

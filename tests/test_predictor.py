@@ -37,7 +37,7 @@ def stored_temperature(ckpt: dict) -> float:
 
 @pytest.fixture(scope="module")
 def predictor(trained_run: Path) -> Predictor:
-    return load_predictor(trained_run, device="cpu")
+    return load_predictor(trained_run, backend="torch", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -308,14 +308,14 @@ def test_top_k_and_to_dict() -> None:
 
 def test_loading_errors_are_one_line(trained_run: Path, tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match=r"^unknown backend 'tensorflow'; choose one of: torch, onnx$"
+        ConfigError, match=r"^unknown backend 'tensorflow'; choose one of: auto, torch, onnx$"
     ):
         load_predictor(trained_run, backend="tensorflow")
     with pytest.raises(CheckpointError, match=r"run folder has no checkpoints/best\.pt"):
         load_predictor(tmp_path)
     (tmp_path / "model.onnx").write_bytes(b"x")
     with pytest.raises(ConfigError, match="backend 'onnx'"):
-        load_predictor(tmp_path / "model.onnx")
+        load_predictor(tmp_path / "model.onnx", backend="torch")
     with pytest.raises(ConfigError, match="device"):
         load_predictor(trained_run, device="tpu")
 

@@ -33,3 +33,26 @@ def test_flags_override_a_recipe():
 def test_unknown_recipe():
     with pytest.raises(ConfigError, match="unknown recipe 'turbo'"):
         recipe_values("turbo")
+
+
+def test_robust_recipe_is_a_small_cnn_with_the_robust_augmentation():
+    from mnist_classifier.data.augment import ROBUST, make_augmenter
+    from mnist_classifier.models.registry import create_model
+
+    cfg = make_config(recipe="robust")
+    assert cfg.augment == "robust" and cfg.model == "cnn" and cfg.tta
+    make_augmenter(cfg.augment)  # a known augmentation
+    # Every robust transform is switched on (stroke width, binary, down-up, box filling).
+    assert not any(
+        part.is_identity
+        for part in (
+            ROBUST.box_fill,
+            ROBUST.affine,
+            ROBUST.resample,
+            ROBUST.stroke,
+            ROBUST.binarize,
+        )
+    )
+    model = create_model(cfg.model, **cfg.model_kwargs)
+    params = sum(p.numel() for p in model.parameters())
+    assert params * 4 < 1_000_000  # float32 weights well under the 2 MB checkpoint budget

@@ -44,7 +44,7 @@ API_PATHS = {
 def predictor(trained_run):
     from mnist_classifier.inference.predictor import load_predictor
 
-    return load_predictor(trained_run)
+    return load_predictor(trained_run, backend="torch")
 
 
 @pytest.fixture(scope="module")
@@ -359,6 +359,7 @@ STATUS_BY_REASON = {
     "too_large": 413,
     "bad_input": 422,
     "no_digit": 422,
+    "several_digits": 422,
     "unexpected": 500,
 }
 

@@ -36,7 +36,7 @@ from serving_helpers import mnist_png, running_server
 def predictor(trained_run):
     from mnist_classifier.inference.predictor import load_predictor
 
-    return load_predictor(trained_run)
+    return load_predictor(trained_run, backend="torch")
 
 
 @pytest.fixture

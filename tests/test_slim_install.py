@@ -77,6 +77,8 @@ def test_the_wheel_carries_both_licences_and_the_metadata(build_output) -> None:
     assert "License-File: src/mnist_classifier/data/files/LICENSE" in metadata
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "CC BY-SA 3.0" in data_licence and "LeCun" in data_licence and "Cortes" in data_licence
+    assert "mnist_classifier/models/files/bundled.pt" in names  # the bundled model
+    assert "mnist_classifier/models/files/bundled.onnx" in names
     assert "Requires-Dist: torch>=2.4" in metadata  # the default install trains
     assert "Provides-Extra: dev" not in metadata  # development tools are a dependency group
     for extra in ("serve", "onnx", "export", "all"):
@@ -144,6 +146,17 @@ def test_the_slim_install_predicts_from_an_onnx_file(
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["error"] is None and record["digit"] == label
+
+
+def test_the_slim_install_predicts_with_the_bundled_model_given_no_model(
+    slim_venv: Path, digit_photo
+) -> None:
+    image, label = digit_photo
+    cli = str(slim_venv / "bin" / "mnist-classifier")
+    done = run([cli, "predict", str(image), "--json"])
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["digit"] == label and record["model"].startswith("bundled: ")
 
 
 def test_the_slim_install_serves_predictions_from_an_onnx_file(

@@ -35,14 +35,14 @@ def test_metrics_and_predictor_agree_with_tta(tta_run: Path, small_mnist) -> Non
     probs, labels = read_predictions(tta_run)
     metrics = read_metrics(tta_run)
     images = small_mnist.test_images.numpy()
-    predictor = load_predictor(tta_run, device="cpu")
+    predictor = load_predictor(tta_run, backend="torch", device="cpu")
     got = predictor.predict_mnist(images)
     np.testing.assert_allclose(got, probs, atol=1e-5)
     accuracy = float((got.argmax(1) == labels).mean())
     assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-12)
 
     # TTA really is on: the plain network gives other probabilities.
-    untouched = load_predictor(tta_run, device="cpu")
+    untouched = load_predictor(tta_run, backend="torch", device="cpu")
     untouched.model.tta = False  # type: ignore[attr-defined]
     plain = untouched.predict_mnist(images)
     assert np.abs(plain - probs).max() > 1e-3

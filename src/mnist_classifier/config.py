@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine")
-AUGMENTS = ("none", "shift", "light", "strong")
+AUGMENTS = ("none", "shift", "light", "strong", "robust")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class TrainConfig:
     val_fraction: float = 0.2  # share of the training split held out for validation
     schedule: str = "none"  # none | onecycle | cosine (per step)
     label_smoothing: float = 0.0
-    augment: str = "none"  # none | shift | light | strong (see data/augment.py)
+    augment: str = "none"  # none | shift | light | strong | robust (see data/augment.py)
     ema: float = 0.0  # decay of an exponential moving average of weights; 0 = off
     sync_bn: bool = False  # under torchrun: batch-norm statistics over the global batch (CUDA)
     tta: bool = False  # test-time augmentation at evaluation (small shifts, averaged)

@@ -50,11 +50,18 @@ class TrainingError(MnistClassifierError):
 #   bad_input           an array, tensor or object that is not an image (shape, dtype,
 #                       values, type) - a caller's mistake rather than a file's
 #   no_digit            the image was read but holds no ink that stands out
+#   several_digits      the image holds a row of digits where one digit was asked for
 #   unexpected          reading or preprocessing failed in a way the library did not
 #                       foresee (a bug, or a decoder's odd exception); the original
 #                       exception is the ``__cause__``
 ImageErrorReason = Literal[
-    "unreadable", "unsupported_format", "too_large", "bad_input", "no_digit", "unexpected"
+    "unreadable",
+    "unsupported_format",
+    "too_large",
+    "bad_input",
+    "no_digit",
+    "several_digits",
+    "unexpected",
 ]
 IMAGE_ERROR_REASONS: tuple[ImageErrorReason, ...] = get_args(ImageErrorReason)
 
@@ -68,6 +75,29 @@ class ImageError(MnistClassifierError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickling must keep the keyword-only reason
         return (partial(type(self), reason=self.reason), self.args)
+
+
+class SeveralDigitsError(ImageError):
+    """An image holds several digits side by side where one digit was to be read.
+
+    ``boxes`` are the digits' (left, top, right, bottom), left to right, in the pixels of
+    the mask they were found on, whose (height, width) is ``shape``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        boxes: tuple[tuple[int, int, int, int], ...] = (),
+        shape: tuple[int, int] = (0, 0),
+        reason: ImageErrorReason = "several_digits",
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.boxes = boxes
+        self.shape = shape
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), boxes=self.boxes, shape=self.shape), self.args)
 
 
 class ExportError(MnistClassifierError):

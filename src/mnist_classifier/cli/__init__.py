@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -101,6 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"mnist-classifier: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
+    if argv is None and getattr(args, "exit_when_done", False):
+        # The command has written and closed everything: skip the interpreter's teardown
+        # of torch and matplotlib (more than a second), as the process ends here anyway.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(code or 0))
     return int(code or 0)
 
 

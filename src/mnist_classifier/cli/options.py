@@ -70,8 +70,23 @@ def add_backend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="torch",
-        help="run the model with PyTorch (default) or ONNX Runtime",
+        default=BACKENDS[0],
+        help="what runs the model: auto (default: ONNX Runtime when installed, a checkpoint "
+        "exported in memory and checked against PyTorch first; else PyTorch), torch or onnx",
+    )
+
+
+def add_model(parser: argparse.ArgumentParser) -> None:
+    """``--model RUN_OR_CHECKPOINT``: the model to use instead of the one shipped in the package."""
+    from .completion import complete_path
+
+    complete_path(
+        parser.add_argument(
+            "--model",
+            metavar="RUN_OR_CHECKPOINT",
+            default=None,
+            help="run folder, .pt or .onnx (default: the model shipped in the package)",
+        )
     )
 
 

@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data.format import CLASS_NAMES
+from ..errors import ConfigError
 from ..inference import EXPORT_FORMATS
+from ..run_folder import RunFolder
 from .completion import complete_path
-from .options import add_backend, add_device, add_quiet, add_threads
+from .options import add_backend, add_device, add_model, add_quiet, add_threads
 
 if TYPE_CHECKING:
+    from ..inference.number import NumberReading
     from ..inference.predictor import Prediction
 
+MODEL_EXTENSIONS = (".pt", ".onnx")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -34,12 +38,13 @@ def register(subparsers: Any) -> None:
     )
     complete_path(
         predict.add_argument(
-            "checkpoint", metavar="RUN_OR_CHECKPOINT", help="run folder, .pt or .onnx"
+            "paths",
+            metavar="PATH",
+            nargs="+",
+            help="image files or folders; the first may be the model instead (see above)",
         )
     )
-    complete_path(
-        predict.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders")
-    )
+    add_model(predict)
     predict.add_argument(
         "--top-k", type=_top_k, default=3, metavar="K", help="show the K most likely digits (3)"
     )
@@ -54,6 +59,12 @@ def register(subparsers: Any) -> None:
         "--explain",
         metavar="DIR",
         help="save, per image, a PNG of the image next to the 28x28 input the model saw",
+    )
+    predict.add_argument(
+        "--multi",
+        action="store_true",
+        help="read a row of digits in each image (a zip code, a year) as one number; an unsure "
+        "digit shows as '?' (without --multi, an image with several digits is refused)",
     )
     add_backend(predict)
     predict.add_argument(
@@ -142,15 +153,46 @@ def _walk(root: Path) -> list[tuple[str, list[str], list[str]]]:
     return out
 
 
+def split_model_and_images(model: str | None, paths: list[str]) -> tuple[str | None, list[str]]:
+    """(the model, the images) of ``predict [--model M] PATH...``; None means the bundled model.
+
+    Without ``--model`` the first PATH is the model when it is a ``.pt`` or ``.onnx`` file, a
+    run folder, or (with more paths after it) a path that does not exist and has no image
+    extension, so a mistyped run folder is one error line rather than an image that failed.
+    """
+    if model is not None:
+        return model, paths
+    first = Path(paths[0])
+    if first.is_dir():
+        is_model = RunFolder(first).holds_run()
+    elif first.suffix.lower() in MODEL_EXTENSIONS:
+        is_model = True
+    else:
+        is_model = (
+            not first.exists() and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS
+        )
+    if not is_model:
+        return None, paths
+    if len(paths) == 1:
+        raise ConfigError(
+            f"{paths[0]}: is a model; give the images to read after it "
+            "(or read with the bundled model: mnist-classifier predict IMAGE...)"
+        )
+    return paths[0], paths[1:]
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..inference.predictor import Prediction, load_predictor
 
-    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
+    model, paths = split_model_and_images(args.model, args.paths)
+    predictor = load_predictor(model, backend=args.backend, device=args.device)
     if predictor.backend == "torch" and args.threads:
         from ..runtime import set_threads
 
         set_threads(args.threads)
-    entries = collect_images(args.paths)
+    entries = collect_images(paths)
+    if args.multi:
+        return _predict_numbers(args, predictor, entries)
     readable = [name for name, error in entries if error is None]
     found = iter(predictor.predict(readable, min_confidence=args.min_confidence))
     results = [
@@ -159,7 +201,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     width = min(max((len(p.name) for p in results if p.ok), default=0), 60)
     for p in results:
         if args.json:
-            print(json_line(p, args.top_k))
+            print(json_line(p, args.top_k, predictor.label))
         elif p.ok:
             print(format_line(p, args.top_k, width))
         if not p.ok:
@@ -183,6 +225,68 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _predict_numbers(
+    args: argparse.Namespace, predictor: Any, entries: list[tuple[str, str | None]]
+) -> int:
+    """``predict --multi``: one number per image (``name  90210  confidences ...``)."""
+    from ..errors import ConfigError
+    from ..inference.number import NumberReading
+
+    if args.explain:
+        raise ConfigError("--explain does not work with --multi")
+    readings = [
+        predictor.read_number(name, min_confidence=args.min_confidence)
+        if error is None
+        else NumberReading.failed(name, error)
+        for name, error in entries
+    ]
+    width = min(max((len(r.name) for r in readings if r.ok), default=0), 60)
+    for r in readings:
+        if args.json:
+            print(json.dumps(r.to_dict()))
+        elif r.ok:
+            print(format_number_line(r, width))
+        if not r.ok:
+            print(f"error: {printable(r.error or '')}", file=sys.stderr)
+    if args.csv:
+        write_numbers_csv(args.csv, readings)
+    failed = sum(1 for r in readings if not r.ok)
+    if (len(readings) > 1 or failed) and not args.quiet:
+        unsure = sum(1 for r in readings if r.ok and not r.complete)
+        print(
+            f"{len(readings)} images: {len(readings) - failed - unsure} read, "
+            f"{unsure} with unsure digits, {failed} failed",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def format_number_line(reading: NumberReading, width: int = 0) -> str:
+    """``file  number  confidences: p1 p2 ...`` (one probability per digit, left to right)."""
+    from ..evaluation.metrics import percent
+
+    confidences = " ".join(percent(p.confidence) for p in reading.digits)
+    return f"{printable(reading.name):<{width}}  {reading.text:>6}  confidences: {confidences}"
+
+
+def write_numbers_csv(path: str | os.PathLike[str], readings: list[NumberReading]) -> None:
+    """Columns file, number, digits, confidences, error (``predict --multi --csv``).
+
+    ``number`` is empty unless every digit was read; ``digits`` shows unsure ones as ``?``;
+    ``confidences`` are fractions separated by spaces, left to right.
+    """
+    from ..fileio import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "number", "digits", "confidences", "error"])
+    for r in readings:
+        confidences = " ".join(f"{p.confidence:.6f}" for p in r.digits)
+        number = r.text if r.complete else ""
+        writer.writerow([printable(r.name), number, r.text, confidences, printable(r.error or "")])
+    atomic_write_text(path, buffer.getvalue())
+
+
 def printable(text: str) -> str:
     """``text`` with the bytes of a non-UTF-8 file name shown as ``\\xff`` escapes.
 
@@ -202,10 +306,13 @@ def format_line(p: Prediction, k: int, width: int = 0) -> str:
     return f"{printable(p.name):<{width}}  {digit:>6}  {percent(p.confidence):>7}  top-{k}: {top}"
 
 
-def json_line(p: Prediction, k: int) -> str:
-    """One prediction as one line of JSON; ``top_k`` lists the ``k`` most likely digits."""
+def json_line(p: Prediction, k: int, model: str | None = None) -> str:
+    """One prediction as one line of JSON; ``top_k`` lists the ``k`` most likely digits,
+    ``model`` says which model answered (``bundled: RECIPE (MODEL)`` or ``MODEL (PATH)``)."""
     record = p.to_dict()
     record["top_k"] = [{"digit": d, "probability": q} for d, q in p.top_k(k)]
+    if model is not None:
+        record["model"] = model
     return json.dumps(record)
 
 

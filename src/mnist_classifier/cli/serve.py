@@ -21,7 +21,14 @@ from typing import Any
 from ..errors import ConfigError, MissingExtraError, MnistClassifierError
 from ..runtime import SERVE_THREADS
 from .completion import complete_path
-from .options import add_backend, add_device, add_quiet, add_threads, count_of_at_least_one
+from .options import (
+    add_backend,
+    add_device,
+    add_model,
+    add_quiet,
+    add_threads,
+    count_of_at_least_one,
+)
 
 # python-multipart imports as "multipart"; fastapi_offline ships the /docs and /redoc assets
 EXTRA_MODULES = ("fastapi", "uvicorn", "multipart", "prometheus_client", "fastapi_offline")
@@ -34,7 +41,16 @@ def register(subparsers: Any) -> None:
         description="Serve the drawing page at / and the HTTP API under /api (OpenAPI docs "
         "at /docs) for one model. Needs the serve extra: pip install 'mnist-classifier[serve]'.",
     )
-    complete_path(serve.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT"))
+    complete_path(
+        serve.add_argument(
+            "checkpoint",
+            metavar="RUN_OR_CHECKPOINT",
+            nargs="?",
+            default=None,
+            help="run folder, .pt or .onnx (default: the model shipped in the package)",
+        )
+    )
+    add_model(serve)
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -195,9 +211,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_connections < 1:
         raise ConfigError(f"--max-connections must be at least 1, got {args.max_connections}")
     hosts = allowed_hosts(args.host, args.allowed_host)  # a bad one: before the model loads
+    if args.checkpoint is not None and args.model is not None:
+        raise ConfigError("give the model once: RUN_OR_CHECKPOINT or --model, not both")
+    model = args.model if args.model is not None else args.checkpoint
     from ..inference.predictor import load_predictor
 
-    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device)
+    predictor = load_predictor(model, backend=args.backend, device=args.device)
     if predictor.backend == "torch":
         # One image per request is far too small to share among threads; waking idle
         # worker threads costs more than it saves, most of all on a busy machine.
@@ -225,7 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else None
     )
     say = (lambda _text: None) if args.quiet else (lambda text: print(text, flush=True))
-    say(f"serving {predictor.model_name} ({predictor.backend}) from {predictor.checkpoint_path}")
+    say(f"serving {predictor.label} with the {predictor.backend} backend")
     if not _is_loopback(args.host):
         print(public_host_warning(args.host), file=sys.stderr, flush=True)
     if args.workers > 1:
@@ -244,7 +263,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         if app is None:
             del predictor  # loaded here only to fail early: each worker loads its own
-            target = str(Path(args.checkpoint).resolve())
+            target = None if model is None else str(Path(model).resolve())
             settings = WorkerSettings(
                 target,
                 args.backend,

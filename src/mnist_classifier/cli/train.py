@@ -176,6 +176,19 @@ def _to_stderr(message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .report_process import ReportProcess
+
+    # Forked before torch loads: it prepares the report's imports on the second core.
+    torchrun = "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
+    reporter = None if args.no_report or args.nproc or torchrun else ReportProcess.start()
+    try:
+        return _train_and_report(args, reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+
+def _train_and_report(args: argparse.Namespace, reporter: Any) -> int:
     import time
 
     from .. import progress_bar
@@ -197,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
 
         raise ConfigError("--max-restarts needs --nproc (torchrun has its own --max-restarts)")
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [reporter.callback()] if reporter is not None else []
     if args.tensorboard is not None:  # checked before launching: one line, not one per process
         from ..training.tensorboard import TensorBoardLogger
 
@@ -236,18 +249,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     report = None
     before_report = time.perf_counter()
     if not args.no_report:
-        from ..evaluation.report import write_report
+        report = reporter.write_report(run.path) if reporter is not None else None
+        if report is None:  # no child, or it died: drawn here
+            from ..evaluation.report import write_report
 
-        report = write_report(run.path)
+            report = write_report(run.path)
         if log is not None:
             log(f"report: {report}")
     phases = time_phases(run.metrics, time.perf_counter() - before_report)
+    args.exit_when_done = True  # the run folder is complete and closed (cli.main)
     if args.json:
         print(json.dumps({**train_summary(run, report), "phases": phases}, indent=2))
     else:
-        if log is not None:
-            log(format_phases(phases))
         print(f"run folder: {run.path}")
+        if log is not None:  # last, so that the end of the output says where the time went
+            log(format_phases(phases))
     return 0
 
 
@@ -389,6 +405,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         }
         for name in list_models()
     ]
+    bundled = _bundled_model()  # (architecture, label, test accuracy), or None
+    for row in rows:  # which architecture the model shipped in the package is
+        row["bundled"] = bundled[1] if bundled and bundled[0] == row["name"] else None
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -401,7 +420,27 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{row['name']:<{width}}  {count:>10}  {row['description']}{origin}"
             f" [{arguments(row['name'])}]"
         )
+    if bundled:
+        accuracy = f", {bundled[2]:.2%} MNIST test accuracy" if bundled[2] is not None else ""
+        print(f"\nused when no model is given: {bundled[1]}{accuracy}")
     return 0
+
+
+def _bundled_model() -> tuple[str, str, float | None] | None:
+    """The shipped model's architecture, label and test accuracy (None if it is missing)."""
+    from ..bundled import BUNDLED_PT, bundled_label
+    from ..errors import CheckpointError
+    from ..models.checkpoint import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(BUNDLED_PT)
+    except CheckpointError:
+        return None
+    name = str(ckpt["model"]["name"])
+    test = (ckpt.get("metrics") or {}).get("test") or {}
+    accuracy = test.get("accuracy") if isinstance(test, dict) else None
+    label = bundled_label((ckpt.get("config") or {}).get("recipe"), name)
+    return name, label, float(accuracy) if isinstance(accuracy, int | float) else None
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:

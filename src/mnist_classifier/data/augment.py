@@ -10,6 +10,13 @@ Two tools, both working on a whole float batch ``(B, C, H, W)`` of pixels in
   that come from outside the image are black.
 - :func:`random_shift` moves each image by a whole number of pixels (padding and
   two gathers): no interpolation, so it is cheaper and never blurs.
+- What users' images do to a digit, each on a random fraction ``p`` of the batch:
+  :func:`stroke_width` (thicker strokes by max pooling, thinner by min pooling),
+  :func:`binarize` (black and white only, at a random threshold),
+  :func:`down_up` (down to a few pixels and back: blocky or blurred), and
+  :func:`box_fill` (the digit's bounding box stretched towards the whole image,
+  aspect changed). :func:`robust_batch` composes them with the affine and elastic
+  transforms (the ``robust`` preset, :data:`ROBUST`).
 
 Random numbers come from the ``generator`` passed in, drawn on the generator's
 device, so a CPU generator drives augmentation of a batch on any device and the
@@ -301,12 +308,340 @@ def random_shift(
     return shift_images(x, d[0], d[1], m)
 
 
+def _check_numbers(obj: object, ints: tuple[str, ...] = ()) -> None:
+    """Every field of dataclass ``obj`` a finite number >= 0 (those in ``ints`` whole), p <= 1."""
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"augment {f.name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"augment {f.name} must be finite, got {value}")
+        if value < 0:
+            raise ConfigError(f"augment {f.name} must not be negative, got {value}")
+        if f.name in ints and int(value) != value:
+            raise ConfigError(f"augment {f.name} must be a whole number, got {value}")
+    p = obj.p  # type: ignore[attr-defined]
+    if p > 1:
+        raise ConfigError(f"augment p is a fraction in [0, 1], got {p}")
+
+
+@dataclass(frozen=True)
+class StrokeConfig:
+    """Stroke width: a radius in pixels drawn per image, thicker or thinner with equal odds."""
+
+    thicken: int = 0  # max radius of the max pooling (a stroke grows by up to 2 * thicken px)
+    thin: int = 0  # max radius of the min pooling (a stroke shrinks by up to 2 * thin px)
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, ("thicken", "thin"))
+        if max(self.thicken, self.thin) > 6:
+            raise ConfigError(
+                f"augment stroke radius is at most 6 pixels, got {max(self.thicken, self.thin)}"
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        return self.p == 0 or (self.thicken == 0 and self.thin == 0)
+
+
+@dataclass(frozen=True)
+class BinarizeConfig:
+    """Black and white only: ink where the pixel is above a threshold drawn in [low, high]."""
+
+    low: float = 0.3
+    high: float = 0.6
+    p: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self)
+        if not 0 < self.low <= self.high < 1:
+            raise ConfigError(
+                f"augment binarize thresholds need 0 < low <= high < 1, got {self.low}, {self.high}"
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        return self.p == 0
+
+
+@dataclass(frozen=True)
+class ResampleConfig:
+    """Down to a side in [min_side, max_side] pixels and back (area down, nearest or bilinear up)."""
+
+    min_side: int = 0  # 0 = off
+    max_side: int = 0
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, ("min_side", "max_side"))
+        if self.min_side > self.max_side:
+            raise ConfigError(
+                f"augment resample min_side {self.min_side} is above max_side {self.max_side}"
+            )
+        if self.max_side and (self.min_side < 4 or self.max_side > 64):
+            raise ConfigError(
+                f"augment resample sides must lie in 4..64, got {self.min_side}..{self.max_side}"
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        return self.p == 0 or self.max_side == 0
+
+
+@dataclass(frozen=True)
+class BoxFillConfig:
+    """The ink's bounding box stretched towards the whole image, each axis on its own.
+
+    Per axis the box's side and centre move a fraction ``fill * sqrt(u)`` (u uniform in
+    [0, 1)) of the way to the full image: 0 keeps the digit, 1 fills the image edge to edge.
+    """
+
+    fill: float = 0.0
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self)
+        if self.fill > 1:
+            raise ConfigError(f"augment fill is a fraction in [0, 1], got {self.fill}")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.p == 0 or self.fill == 0
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """The composed recipe: box fill, affine + elastic, down-up, stroke width, binarisation."""
+
+    box_fill: BoxFillConfig = BoxFillConfig()
+    affine: AugmentConfig = AugmentConfig()
+    resample: ResampleConfig = ResampleConfig()
+    stroke: StrokeConfig = StrokeConfig()
+    binarize: BinarizeConfig = BinarizeConfig()
+
+    @property
+    def is_identity(self) -> bool:
+        return all(
+            c.is_identity
+            for c in (self.box_fill, self.affine, self.resample, self.stroke, self.binarize)
+        )
+
+
+def _chosen(
+    b: int, p: float, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """(B,) bool: which images a transform applied to a fraction ``p`` of the batch touches."""
+    return (_uniform((b,), generator, device) + 1) * 0.5 < p
+
+
+def _randint(
+    low: int,
+    high: int,
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """Whole numbers uniform in [low, high], drawn on the generator's device."""
+    src = generator.device if generator is not None else device
+    return torch.randint(low, high + 1, shape, generator=generator, device=src).to(device)
+
+
+def stroke_width(
+    x: torch.Tensor, cfg: StrokeConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Thicken (max pooling) or thin (min pooling) the strokes of a fraction ``cfg.p`` of ``x``.
+
+    Each chosen image gets a radius r uniform in 1..thicken (or 1..thin): a (2r+1)-square
+    max (min) filter grows (shrinks) every stroke by r pixels on each side. A thinning that
+    would keep less than a quarter of an image's ink, or a thickening that would cover
+    more than 40% of the image, is not applied to that image: the digit stays readable. One pooling per distinct radius in the batch.
+    """
+    _check_batch(x)
+    if cfg.is_identity or x.shape[0] == 0:
+        return x
+    b, device = x.shape[0], x.device
+    chosen = _chosen(b, cfg.p, generator, device)
+    u = _uniform((b,), generator, device)
+    both = cfg.thicken and cfg.thin
+    grow = u < 0 if both else torch.full((b,), bool(cfg.thicken), device=device)
+    r_grow = _randint(1, max(1, cfg.thicken), (b,), generator, device)
+    r_thin = _randint(1, max(1, cfg.thin), (b,), generator, device)
+    radius = torch.where(grow, r_grow, -r_thin)  # positive: thicken, negative: thin
+    radius = torch.where(chosen, radius, torch.zeros_like(radius))
+    out = x
+    for r in radius.unique().tolist():
+        if r == 0:
+            continue
+        idx = (radius == r).nonzero().flatten()
+        part = x.index_select(0, idx)
+        k = 2 * abs(r) + 1
+        if r > 0:
+            changed = F.max_pool2d(part, k, stride=1, padding=abs(r))
+            keep = (changed > 0.5).float().mean(dim=(1, 2, 3)) <= 0.4
+            changed = torch.where(keep.view(-1, 1, 1, 1), changed, part)
+        else:
+            changed = -F.max_pool2d(-part, k, stride=1, padding=abs(r))
+            keep = changed.sum(dim=(1, 2, 3)) >= 0.25 * part.sum(dim=(1, 2, 3))
+            changed = torch.where(keep.view(-1, 1, 1, 1), changed, part)
+        if out is x:
+            out = x.clone()
+        out.index_copy_(0, idx, changed)
+    return out
+
+
+def binarize(
+    x: torch.Tensor, cfg: BinarizeConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Turn a fraction ``cfg.p`` of ``x`` into pure 0/1 images at a threshold in [low, high]."""
+    _check_batch(x)
+    if cfg.is_identity or x.shape[0] == 0:
+        return x
+    b, device = x.shape[0], x.device
+    chosen = _chosen(b, cfg.p, generator, device)
+    t = cfg.low + (_uniform((b,), generator, device) + 1) * 0.5 * (cfg.high - cfg.low)
+    binary = (x > t.view(b, 1, 1, 1).to(x.dtype)).to(x.dtype)
+    return torch.where(chosen.view(b, 1, 1, 1), binary, x)
+
+
+def down_up(
+    x: torch.Tensor, cfg: ResampleConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Resample a fraction ``cfg.p`` of ``x`` to a side in [min_side, max_side] and back.
+
+    Down by area averaging (up by nearest when the side is larger than the image), back
+    by nearest (blocky, as a small bitmap scaled up) or bilinear with equal odds. One
+    pair of resizes per distinct (side, mode) in the batch.
+    """
+    _check_batch(x)
+    if cfg.is_identity or x.shape[0] == 0:
+        return x
+    b, _, h, w = x.shape
+    device = x.device
+    chosen = _chosen(b, cfg.p, generator, device)
+    side = _randint(cfg.min_side, cfg.max_side, (b,), generator, device)
+    nearest = _uniform((b,), generator, device) < 0
+    key = torch.where(chosen, side * 2 + nearest.long(), torch.zeros_like(side))
+    out = x
+    for k in key.unique().tolist():
+        if k == 0:
+            continue
+        s, near = k // 2, bool(k % 2)
+        idx = (key == k).nonzero().flatten()
+        part = x.index_select(0, idx)
+        small = F.interpolate(part, size=(s, s), mode="area" if s < min(h, w) else "nearest")
+        if near:
+            back = F.interpolate(small, size=(h, w), mode="nearest")
+        else:
+            back = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        if out is x:
+            out = x.clone()
+        out.index_copy_(0, idx, back.clamp_(0.0, 1.0))
+    return out
+
+
+def ink_box(x: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """(B, 4) pixel bounds (x0, y0, x1, y1), inclusive, of the pixels above ``threshold``.
+
+    An image without ink gets the whole image.
+    """
+    h, w = x.shape[-2:]
+    ink = x.amax(dim=1) > threshold  # (B, H, W)
+    cols, rows = ink.any(dim=1), ink.any(dim=2)  # (B, W), (B, H)
+
+    def bounds(m: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        first = m.float().argmax(dim=1)
+        last = n - 1 - m.flip(1).float().argmax(dim=1)
+        empty = ~m.any(dim=1)
+        first = torch.where(empty, torch.zeros_like(first), first)
+        last = torch.where(empty, torch.full_like(last, n - 1), last)
+        return first, last
+
+    x0, x1 = bounds(cols, w)
+    y0, y1 = bounds(rows, h)
+    return torch.stack([x0, y0, x1, y1], 1)
+
+
+def box_fill(
+    x: torch.Tensor, cfg: BoxFillConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Stretch the ink box of a fraction ``cfg.p`` of ``x`` towards the whole image.
+
+    Width and height move independently (the aspect changes), by ``fill * sqrt(u)`` of
+    the way from the box to the image edges; one ``grid_sample`` for the batch.
+    """
+    _check_batch(x)
+    if cfg.is_identity or x.shape[0] == 0:
+        return x
+    b = x.shape[0]
+    chosen = _chosen(b, cfg.p, generator, x.device)
+    amount = cfg.fill * ((_uniform((b, 2), generator, x.device) + 1) * 0.5).sqrt()
+    amount = torch.where(chosen.view(b, 1), amount, torch.zeros_like(amount))
+    return torch.where(chosen.view(b, 1, 1, 1), stretch_box(x, amount), x)
+
+
+def stretch_box(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Move the ink box of each image of ``x`` a fraction ``amount`` (B, 2) (x, y) to the edges.
+
+    ``amount`` 0 keeps an axis (up to resampling), 1 stretches the ink edge to edge.
+    """
+    _check_batch(x)
+    b, _, h, w = x.shape
+    device, f32 = x.device, torch.float32
+    amount = amount.to(device, f32).clamp(0.0, 1.0)
+    box = ink_box(x).to(f32)
+    # Box edges in affine_grid's [-1, 1] units (align_corners=False: pixel i spans i..i+1).
+    lo = torch.stack([box[:, 0] * 2 / w - 1, box[:, 1] * 2 / h - 1], 1)  # (B, 2)
+    hi = torch.stack([(box[:, 2] + 1) * 2 / w - 1, (box[:, 3] + 1) * 2 / h - 1], 1)
+    out_lo = lo + amount * (-1 - lo)
+    out_hi = hi + amount * (1 - hi)
+    # Output u samples input lo + (u - out_lo) * (hi - lo) / (out_hi - out_lo).
+    k = (hi - lo) / (out_hi - out_lo)
+    t = lo - out_lo * k
+    zero = torch.zeros(b, dtype=f32, device=device)
+    theta = torch.stack(
+        [torch.stack([k[:, 0], zero, t[:, 0]], 1), torch.stack([zero, k[:, 1], t[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    out = F.grid_sample(
+        x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return out.clamp_(0.0, 1.0)
+
+
+def robust_batch(
+    x: torch.Tensor, cfg: RobustConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """All of :class:`RobustConfig` in order: box fill, affine + elastic, down-up, stroke, binarise."""
+    _check_batch(x)
+    x = box_fill(x, cfg.box_fill, generator)
+    x = augment_batch(x, cfg.affine, generator)
+    x = down_up(x, cfg.resample, generator)
+    x = stroke_width(x, cfg.stroke, generator)
+    return binarize(x, cfg.binarize, generator)
+
+
+# The ``robust`` preset: what users' images do to a digit (see benchmarks/robustness.py).
+# Thickening by radius 2 adds 4 pixels to a stroke: a 20-pixel MNIST digit's 2-3 pixel
+# strokes become 6-7 pixels, a third of its width.
+ROBUST = RobustConfig(
+    box_fill=BoxFillConfig(fill=1.0, p=0.2),
+    affine=AugmentConfig(
+        rotate=15, scale=0.12, shear=0.15, translate=2.5, elastic_alpha=0.8, elastic_sigma=4
+    ),
+    resample=ResampleConfig(min_side=12, max_side=32, p=0.2),
+    stroke=StrokeConfig(thicken=2, thin=1, p=0.3),
+    binarize=BinarizeConfig(low=0.2, high=0.7, p=0.2),
+)
+
+
 def make_augmenter(name: str) -> Augmenter:
     """The augmentation recipe called ``name`` as a function (x, generator) -> x.
 
     ``none`` returns batches unchanged, ``shift`` is :func:`random_shift` by up to
     :data:`SHIFT_PX` pixels, ``light`` and ``strong`` are :func:`augment_batch`
-    with :data:`LIGHT` and :data:`STRONG`.
+    with :data:`LIGHT` and :data:`STRONG`, ``robust`` is :func:`robust_batch` with
+    :data:`ROBUST`.
     """
     if name == "shift":
 
@@ -321,4 +656,10 @@ def make_augmenter(name: str) -> Augmenter:
             return augment_batch(x, cfg, generator)
 
         return preset
+    if name == "robust":
+
+        def robust(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+            return robust_batch(x, ROBUST, generator)
+
+        return robust
     raise ConfigError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENT_NAMES)}")

@@ -60,9 +60,24 @@ PLOT_FILES: dict[str, str] = {
 }
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A pyplot-free figure of ``width`` x ``height`` inches at :data:`DPI`."""
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+def new_figure(
+    width: float, height: float, margins: tuple[float, float, float, float] | None = None
+) -> Figure:
+    """A pyplot-free figure of ``width`` x ``height`` inches at :data:`DPI`.
+
+    Without ``margins`` the layout is matplotlib's constrained layout, which measures every
+    label (an extra pass over the figure when it is saved). ``margins`` (left, right,
+    bottom, top, in inches) fixes the axes area instead, for the standard plots whose
+    labels are known: they render in about half the time.
+    """
+    if margins is None:
+        return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    left, right, bottom, top = margins
+    fig.subplots_adjust(
+        left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height
+    )
+    return fig
 
 
 def save_figure(fig: Figure, out_path: str | os.PathLike[str]) -> Path:
@@ -101,7 +116,8 @@ def plot_curves(
     lr = _column(history, "lr") if all("lr" in row for row in history) else None
     show_lr = lr is not None and len(lr) > 1 and not np.allclose(lr, lr[0])
     panels = 3 if show_lr else 2
-    fig = new_figure(4.6 * panels, 3.6)
+    fig = new_figure(4.6 * panels, 3.6, margins=(0.75, 0.15, 0.5, 0.3))
+    fig.subplots_adjust(wspace=0.32)
     axes = fig.subplots(1, panels)
     marker = "o" if len(epochs) <= 30 else None
 
@@ -176,10 +192,10 @@ def plot_confusion_matrix(
     total = int(counts.sum())
     accuracy = np.trace(counts) / total if total else 0.0
 
-    fig = new_figure(7.2, 6.2)
+    fig = new_figure(7.2, 6.2, margins=(0.7, 1.0, 0.6, 0.35))
     ax = fig.subplots()
     image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
-    cbar = fig.colorbar(image, ax=ax, shrink=0.85)
+    cbar = fig.colorbar(image, ax=ax, shrink=0.85, fraction=0.05, pad=0.03)
     cbar.set_label("fraction of the true digit's images")
     fontsize = 9 if max(len(str(int(c))) for c in counts.flat) <= 4 else 7
     for i in range(k):
@@ -224,7 +240,7 @@ def plot_per_class(
     lowest = min(float(values.min()) for values in series.values())
     bottom = max(0.0, 5.0 * math.floor((lowest - 1.0) / 5.0))
 
-    fig = new_figure(9.0, 4.0)
+    fig = new_figure(9.0, 4.0, margins=(0.95, 0.15, 0.85, 0.35))
     ax = fig.subplots()
     x = np.arange(len(labels))
     width = 0.27
@@ -246,7 +262,7 @@ def plot_per_class(
     ax.set_title("Per-class precision, recall and F1 (test)")
     ax.grid(True, axis="y", alpha=0.3)
     handles, names = ax.get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", fontsize="small", ncols=3)
+    fig.legend(handles, names, loc="lower center", fontsize="small", ncols=3, frameon=False)
     return save_figure(fig, out_path)
 
 
@@ -274,11 +290,62 @@ def _grid(count: int, columns: int | None = None) -> tuple[int, int]:
     return max(1, math.ceil(count / cols)), cols
 
 
-def _show_digit(ax: Axes, image: np.ndarray) -> None:
-    vmax = 255 if image.dtype == np.uint8 else None
-    ax.imshow(image, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+# Digit grids are drawn as one picture: the tiles are laid out with numpy into a single
+# RGB mosaic shown by one image axes, and the labels are text placed over it. A grid of
+# 25 axes with constrained layout cost a second or more to render; this costs a few
+# hundredths of a second and looks the same.
+MOSAIC_SCALE = 4  # screen pixels per image pixel at DPI
+TILE_GAP = 6  # mosaic pixels between two tiles (room for the red frame of a wrong one)
+
+
+def _tile_rgb(image: np.ndarray) -> np.ndarray:
+    """A digit as RGB uint8, drawn as the gray colour map does (0 = black, max = white)."""
+    if image.dtype == np.uint8:
+        gray = image
+    else:
+        values = np.asarray(image, dtype=np.float64)
+        top = float(values.max()) if values.size else 0.0
+        gray = np.clip(values / top * 255.0 if top > 0 else values * 0.0, 0, 255).astype(np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _mosaic(
+    images: Sequence[np.ndarray], cols: int, top: int, bottom: int, framed: Sequence[bool]
+) -> tuple[np.ndarray, int, int]:
+    """The tiles on a white canvas, ``top``/``bottom`` mosaic pixels of room for text above
+    and below each; ``framed`` tiles get a red frame. Returns (canvas, cell width, cell height)."""
+    height, width = images[0].shape[:2]
+    cell_w, cell_h = width + TILE_GAP, height + top + bottom + TILE_GAP
+    rows = math.ceil(len(images) / cols)
+    canvas = np.full((rows * cell_h, cols * cell_w, 3), 255, dtype=np.uint8)
+    red = np.array([int(WRONG_COLOR[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
+    for i, image in enumerate(images):
+        y = (i // cols) * cell_h + TILE_GAP // 2 + top
+        x = (i % cols) * cell_w + TILE_GAP // 2
+        if framed[i]:
+            canvas[y - 1 : y + height + 1, x - 1 : x + width + 1] = red
+        canvas[y : y + height, x : x + width] = _tile_rgb(image)
+    return canvas, cell_w, cell_h
+
+
+def _mosaic_figure(canvas: np.ndarray, title: str) -> tuple[Figure, Axes]:
+    """A figure that shows ``canvas`` at :data:`MOSAIC_SCALE` under a one-line ``title``."""
+    title_px = 36
+    width_px = canvas.shape[1] * MOSAIC_SCALE
+    height_px = canvas.shape[0] * MOSAIC_SCALE
+    fig = Figure(figsize=(width_px / DPI, (height_px + title_px) / DPI), dpi=DPI)
+    ax = fig.add_axes((0.0, 0.0, 1.0, height_px / (height_px + title_px)))
+    ax.imshow(canvas, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    fig.text(
+        0.5,
+        1.0 - 0.5 * title_px / (height_px + title_px),
+        title,
+        ha="center",
+        va="center",
+        fontsize="large",
+    )
+    return fig, ax
 
 
 def plot_predictions(
@@ -298,28 +365,21 @@ def plot_predictions(
     if count <= 0:
         raise ValueError("there are no images to plot")
     preds = probs_arr.argmax(axis=1)
-    rows, cols = _grid(count)
-    fig = new_figure(1.35 * cols, 1.5 * rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    wrong = 0
-    for i, ax in enumerate(axes):
-        if i >= count:
-            ax.set_axis_off()
-            continue
-        _show_digit(ax, images_arr[i])
-        ok = preds[i] == labels_arr[i]
-        wrong += int(not ok)
-        ax.set_title(
+    _, cols = _grid(count)
+    ok = preds[:count] == labels_arr[:count]
+    canvas, cell_w, cell_h = _mosaic(list(images_arr[:count]), cols, 8, 0, ~ok)
+    fig, ax = _mosaic_figure(canvas, f"First {count} test images: {int((~ok).sum())} wrong")
+    for i in range(count):
+        ax.text(
+            (i % cols + 0.5) * cell_w - 0.5,
+            (i // cols) * cell_h + TILE_GAP // 2 + 7,
             f"T:{labels_arr[i]} P:{preds[i]}",
+            ha="center",
+            va="bottom",
             fontsize=10,
-            color=RIGHT_COLOR if ok else WRONG_COLOR,
-            fontweight="normal" if ok else "bold",
+            color=RIGHT_COLOR if ok[i] else WRONG_COLOR,
+            fontweight="normal" if ok[i] else "bold",
         )
-        if not ok:
-            for spine in ax.spines.values():
-                spine.set_edgecolor(WRONG_COLOR)
-                spine.set_linewidth(2)
-    fig.suptitle(f"First {count} test images: {wrong} wrong")
     return save_figure(fig, out_path)
 
 
@@ -352,7 +412,7 @@ def plot_confident_mistakes(
     chosen = confident_mistake_indices(labels_arr, probs_arr, n)
     total_wrong = int(np.count_nonzero(probs_arr.argmax(axis=1) != labels_arr))
     if len(chosen) == 0:
-        fig = new_figure(6.0, 1.6)
+        fig = Figure(figsize=(6.0, 1.6), dpi=DPI)
         fig.text(
             0.5,
             0.5,
@@ -362,27 +422,38 @@ def plot_confident_mistakes(
             fontsize=12,
         )
         return save_figure(fig, out_path)
-    rows, cols = _grid(len(chosen), columns=min(4, len(chosen)))
-    fig = new_figure(2.1 * cols, 2.95 * rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax, index in zip(axes, list(chosen) + [None] * (len(axes) - len(chosen)), strict=True):
-        if index is None:
-            ax.set_axis_off()
-            continue
-        _show_digit(ax, images_arr[index])
+    _, cols = _grid(len(chosen), columns=min(4, len(chosen)))
+    top, height = 8, images_arr.shape[1]
+    canvas, cell_w, cell_h = _mosaic(
+        [images_arr[i] for i in chosen], cols, top, 13, [False] * len(chosen)
+    )
+    fig, ax = _mosaic_figure(
+        canvas, f"Most confident mistakes: {len(chosen)} of {total_wrong:,} wrong test images"
+    )
+    for slot, index in enumerate(chosen):
+        x = (slot % cols + 0.5) * cell_w - 0.5
+        y = (slot // cols) * cell_h + TILE_GAP // 2
         top3 = np.argsort(-probs_arr[index], kind="stable")[:3]
-        ax.set_title(
+        ax.text(
+            x,
+            y + top - 1,
             f"#{index}  T:{labels_arr[index]} P:{top3[0]}",
+            ha="center",
+            va="bottom",
             fontsize=10,
             color=WRONG_COLOR,
             fontweight="bold",
         )
-        ax.set_xlabel(
+        ax.text(
+            x,
+            y + top + height + 1,
             "\n".join(f"{d}: {percent(probs_arr[index, d])}" for d in top3),
+            ha="center",
+            va="top",
             fontsize=8.5,
             family="monospace",
+            linespacing=1.15,
         )
-    fig.suptitle(f"Most confident mistakes: {len(chosen)} of {total_wrong:,} wrong test images")
     return save_figure(fig, out_path)
 
 

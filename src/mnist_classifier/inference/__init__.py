@@ -5,5 +5,7 @@ Pillow, so the ONNX Runtime path can run without torch. The constants below are 
 so that the CLI can offer them as choices without importing any of that.
 """
 
-BACKENDS = ("torch", "onnx")  # what runs the model: PyTorch or ONNX Runtime
+# What runs the model: auto (ONNX Runtime when installed and it matches PyTorch, else PyTorch),
+# PyTorch, or ONNX Runtime.
+BACKENDS = ("auto", "torch", "onnx")
 EXPORT_FORMATS = ("onnx", "torchscript")  # what ``export`` writes

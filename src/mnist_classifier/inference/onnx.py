@@ -39,9 +39,11 @@ from . import EXPORT_FORMATS
 __all__ = [
     "FORMATS",
     "PARITY_TOLERANCE",
+    "check_parity",
     "export",
     "export_onnx",
     "export_torchscript",
+    "onnx_in_memory",
     "read_metadata",
 ]
 
@@ -214,11 +216,47 @@ def read_metadata(props: Mapping[str, str], name: str) -> dict[str, Any]:
             "parameters": int(parameters) if parameters else None,
             "package_version": props.get("package_version") or None,
             "tta": props.get("tta") == "true",
+            "recipe": props.get("recipe") or None,
             # inside the graph already; recorded for the reader (1: never calibrated)
             "temperature": float(props.get("temperature") or 1.0),
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name}: damaged export metadata ({_first_line(exc)})") from None
+
+
+def onnx_in_memory(ckpt: dict[str, Any], model: Any, source: str) -> tuple[bytes, dict[str, str]]:
+    """``model`` (a DeployedModel on the CPU) as ONNX bytes, with the metadata of ``ckpt``.
+
+    For ``--backend auto`` at start-up: TorchScript-based exporter, which takes a fraction of a
+    second where the torch.export-based one of :func:`export_onnx` takes seconds. Nothing is
+    written and nothing is checked here; the caller compares the result with PyTorch
+    (:func:`check_parity`). Raises :class:`ExportError` when the exporter fails or is missing.
+    """
+    import torch
+
+    from ..models.deployed import INPUT_NAME, OUTPUT_NAME
+
+    buffer = io.BytesIO()
+    try:
+        with _quiet_exporter():
+            torch.onnx.export(
+                model,
+                (torch.zeros(2, 1, 28, 28),),
+                buffer,  # type: ignore[arg-type]  # a file object works too
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+    except Exception as exc:  # an exporter that is gone or refuses the model: torch it is
+        raise ExportError(f"{source}: in-memory ONNX export failed ({_first_line(exc)})") from None
+    return buffer.getvalue(), _metadata(ckpt, model)
+
+
+def check_parity(model: Any, run: Callable[[np.ndarray], np.ndarray], source: str) -> float:
+    """Largest |p_onnx - p_torch| of ``run`` against ``model`` on the parity batch; raises
+    :class:`ExportError` above ``PARITY_TOLERANCE``."""
+    return _parity(model, run, _check_pixels(), source, "ONNX Runtime")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -259,6 +297,7 @@ def _metadata(ckpt: dict[str, Any], model: Any) -> dict[str, str]:
         "parameters": str(count_parameters(model.net)),
         "metrics": json.dumps(ckpt.get("metrics")),
         "package_version": str(ckpt.get("package_version") or ""),
+        "recipe": str((ckpt.get("config") or {}).get("recipe") or ""),
     }
 
 

@@ -8,7 +8,11 @@ yields a Prediction with ``error`` set; the other inputs are still predicted.
 
 Two backends share that behaviour and differ only in how a batch of 28x28 images
 becomes probabilities: PyTorch (a checkpoint or run folder) and ONNX Runtime (a
-``.onnx`` file written by :func:`mnist_classifier.inference.onnx.export_onnx`).
+``.onnx`` file written by :func:`mnist_classifier.inference.onnx.export_onnx`). The
+default, ``auto``, takes ONNX Runtime when it is installed (many times faster than eager
+PyTorch at batch 1): a checkpoint is exported in memory and checked against PyTorch first,
+falling back to PyTorch with a notice when they disagree. With no model given, the model
+shipped in the package is used (:mod:`mnist_classifier.bundled`).
 The normalisation always comes from the model file: the checkpoint's
 ``normalization`` entry, or the ONNX graph (which applies it) and its metadata.
 
@@ -21,10 +25,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -40,6 +45,9 @@ from ..errors import (
 from . import BACKENDS
 from .image_io import MNIST_SIDE
 from .prepare import Prepared, is_tensor, prepare_image
+
+if TYPE_CHECKING:
+    from .number import NumberReading
 
 __all__ = ["BACKENDS", "Prediction", "Predictor", "load_predictor"]
 
@@ -114,6 +122,9 @@ class Predictor:
         self.parameters = parameters
         self.package_version = package_version
         self.tta = tta
+        self.recipe: str | None = None  # the training recipe, when the model file says
+        # Which model answers, in words: "bundled: RECIPE (MODEL)" or "MODEL (PATH)".
+        self.label = f"{model_name} ({checkpoint_path})"
         self.temperature = float(temperature)  # applied inside the model (1: not calibrated)
 
     # ------------------------------------------------------------------ the model
@@ -183,10 +194,40 @@ class Predictor:
             results.extend(p for p in chunk_results if p is not None)
         return results
 
+    def read_number(
+        self, image: Any, *, min_confidence: float = 0.0, name: str | None = None
+    ) -> NumberReading:
+        """The row of digits in one image (a zip code, a year), read left to right.
+
+        The digits are found and cut apart by :mod:`.segment`, each is preprocessed as a
+        digit read alone, and all are read in one batch. ``reading.text`` is the number
+        ("90210", with ``?`` for a digit below ``min_confidence``); ``reading.digits``
+        holds one :class:`Prediction` per digit, with its box in the image. An image that
+        fails gives a reading with ``error`` set (no exception), as :meth:`predict` does.
+        """
+        from .number import NumberReading, prepare_number
+
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+        label = name or _name(image, 0)
+        try:
+            digits = prepare_number(image, name=label)
+        except MnistClassifierError as exc:
+            return NumberReading.failed(label, str(exc))
+        probs = self.predict_mnist(np.stack([p.pixels for p in digits]))
+        return NumberReading(
+            name=label,
+            digits=[
+                _make_prediction(p, row, min_confidence)
+                for p, row in zip(digits, probs, strict=True)
+            ],
+        )
+
     def info(self) -> dict[str, Any]:
         """What this predictor is: model, size, accuracy, normalisation, versions, backend."""
         return {
             "model": self.model_name,
+            "source": self.label,
             "backend": self.backend,
             "checkpoint": self.checkpoint_path,
             "parameters": self.parameters,
@@ -253,6 +294,7 @@ class TorchPredictor(Predictor):
             tta=self.model.tta,
             temperature=float(self.model.temperature),
         )
+        self.recipe = (ckpt.get("config") or {}).get("recipe")
 
     def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -266,7 +308,15 @@ class OnnxPredictor(Predictor):
 
     backend = "onnx"
 
-    def __init__(self, model: str | os.PathLike[str] | bytes, *, name: str, device: str = "auto"):
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | bytes,
+        *,
+        name: str,
+        device: str = "auto",
+        metadata: dict[str, str] | None = None,
+    ):
+        """``metadata``: the export's key/value pairs when ``model`` (bytes) carries none."""
         from .onnx import read_metadata
 
         try:
@@ -283,7 +333,10 @@ class OnnxPredictor(Predictor):
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise CheckpointError(f"{name}: not a readable ONNX model ({first[:160]})") from None
-        meta = read_metadata(self._session.get_modelmeta().custom_metadata_map, name)
+        props = (
+            metadata if metadata is not None else self._session.get_modelmeta().custom_metadata_map
+        )
+        meta = read_metadata(props, name)
         self._input = self._session.get_inputs()[0].name
         super().__init__(
             model_name=meta["model_name"],
@@ -297,6 +350,7 @@ class OnnxPredictor(Predictor):
             tta=meta["tta"],
             temperature=meta["temperature"],
         )
+        self.recipe = meta["recipe"]
 
     def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
         out = self._session.run(None, {self._input: np.ascontiguousarray(pixels)})[0]
@@ -315,19 +369,41 @@ def _onnx_providers(ort: Any, device: str) -> list[str]:
     raise ConfigError(f"device {device!r} is not one of auto, cpu, cuda for the onnx backend")
 
 
-def load_predictor(
-    path: str | os.PathLike[str], *, backend: str = "torch", device: str = "auto"
-) -> Predictor:
-    """A :class:`Predictor` for a run folder, a ``.pt`` checkpoint or (backend onnx) a ``.onnx`` file.
+Notice = Callable[[str], None]
 
-    A run folder means its best checkpoint. With ``backend="onnx"`` a checkpoint
-    is exported to ONNX on the fly (this step uses torch; loading a ``.onnx`` file does
-    not). ``device`` is auto (cuda when available, then mps, then cpu), cpu, cuda or mps.
+
+def load_predictor(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    notice: Notice | None = None,
+) -> Predictor:
+    """A :class:`Predictor` for a run folder, a ``.pt`` checkpoint or a ``.onnx`` file;
+    with no ``path``, for the model shipped in the package.
+
+    A run folder means its best checkpoint. ``backend``:
+
+    - ``"auto"`` (default): ONNX Runtime when it is installed and the model runs on the CPU
+      (``device`` auto or cpu), else PyTorch. A checkpoint is exported to ONNX in memory and
+      compared with PyTorch on MNIST test digits (largest probability difference at most
+      ``PARITY_TOLERANCE``); if the export fails or disagrees, PyTorch is used and one line
+      saying why goes to ``notice`` (default: a ``UserWarning``). The bundled model and a
+      ``.onnx`` file run their ONNX file directly.
+    - ``"torch"``: PyTorch (not for a ``.onnx`` file).
+    - ``"onnx"``: ONNX Runtime; a checkpoint is exported first with the exporter of
+      ``export --format onnx`` (this step uses torch; loading a ``.onnx`` file does not).
+
+    ``device`` is auto (cuda when available, then mps, then cpu), cpu, cuda or mps.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if path is None:
+        return _load_bundled(backend, device)
     path = Path(path)
     is_onnx = path.suffix.lower() == ".onnx" and not path.is_dir()
+    if backend == "auto":
+        backend = "onnx" if is_onnx else "auto"
     if backend == "onnx":
         if is_onnx:
             if not path.is_file():
@@ -344,7 +420,62 @@ def load_predictor(
         raise ConfigError(f"{path}: an ONNX model runs with backend 'onnx' (--backend onnx)")
     from ..models.checkpoint import load_checkpoint, resolve_checkpoint_path
 
-    return TorchPredictor(load_checkpoint(resolve_checkpoint_path(path)), device)
+    ckpt = load_checkpoint(resolve_checkpoint_path(path))
+    torch_predictor = TorchPredictor(ckpt, device)
+    if backend == "auto" and onnxruntime_available() and str(torch_predictor._device) == "cpu":
+        return _onnx_if_it_matches(ckpt, torch_predictor, notice)
+    return torch_predictor
+
+
+def onnxruntime_available() -> bool:
+    """Whether ONNX Runtime can be imported (what ``--backend auto`` asks first)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _onnx_if_it_matches(
+    ckpt: dict[str, Any], torch_predictor: TorchPredictor, notice: Notice | None
+) -> Predictor:
+    """The checkpoint under ONNX Runtime, exported in memory, if it matches PyTorch; else PyTorch."""
+    from .onnx import check_parity, onnx_in_memory
+
+    source = torch_predictor.checkpoint_path
+    try:
+        data, metadata = onnx_in_memory(ckpt, torch_predictor.model, source)
+        onnx_predictor = OnnxPredictor(data, name=source, metadata=metadata, device="cpu")
+        check_parity(torch_predictor.model, onnx_predictor._probabilities, source)
+    except MnistClassifierError as exc:
+        message = f"note: {exc}; using the torch backend"
+        if notice is None:
+            warnings.warn(message, UserWarning, stacklevel=3)
+        else:
+            notice(message)
+        return torch_predictor
+    onnx_predictor.recipe = torch_predictor.recipe
+    return onnx_predictor
+
+
+def _load_bundled(backend: str, device: str) -> Predictor:
+    """The shipped model: its ONNX file under ONNX Runtime (auto when installed, or onnx),
+    else its checkpoint under PyTorch."""
+    from ..bundled import bundled_file, bundled_label
+
+    use_onnx = backend == "onnx" or (
+        backend == "auto" and device in ("auto", "cpu") and onnxruntime_available()
+    )
+    predictor: Predictor
+    if use_onnx:
+        path = bundled_file("onnx")
+        predictor = OnnxPredictor(path, name=str(path), device=device)
+    else:
+        from ..models.checkpoint import load_checkpoint
+
+        predictor = TorchPredictor(load_checkpoint(bundled_file("pt")), device)
+    predictor.label = bundled_label(predictor.recipe, predictor.model_name)
+    return predictor
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -34,8 +34,11 @@ The result is uint8 in [0, 255]; the model's normalisation (mean/std stored in t
 checkpoint) is NOT applied here: the predictor applies it, so that preprocessing
 travels with the model.
 
-Known limits: a digit on ruled or squared paper (the lines are ink too), several
-digits in one image (the largest wins, with whatever lies close to it), and ink
+Several digits side by side are refused (:class:`~mnist_classifier.errors.SeveralDigitsError`,
+see :mod:`.segment`, which also cuts a row apart for ``Predictor.read_number``).
+
+Known limits: a digit on ruled or squared paper (the lines are ink too), digits that
+touch or stand on several rows (the largest wins, with whatever lies close to it), and ink
 within a cell or two (about 1/30 of the image) of the edge of a sheet on a desk.
 """
 
@@ -65,6 +68,7 @@ from ._filters import (
     window_reduce,
 )
 from .image_io import MNIST_SIDE, ImageSource, default_name, load_image
+from .segment import check_single_digit
 
 __all__ = ["DIGIT_BOX", "PreprocessResult", "preprocess", "to_mnist"]
 
@@ -314,6 +318,7 @@ def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
         raise _no_digit(label)
     threshold = np.maximum(floor, otsu(smooth))
     mask = smooth > threshold
+    check_single_digit(mask, label)  # a row of digits is refused, not read as one
 
     height, width = mask.shape
     block = max(1, math.ceil(max(height, width) / _LABEL_SIDE))

@@ -59,6 +59,7 @@ from functools import partial
 from pathlib import Path
 
 import anyio
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -153,7 +154,11 @@ def create_app(
     async def run_classify(sources: list[Source]) -> list[Outcome]:
         # Weighed from the headers (in a thread: parsing hostile headers is work too), then
         # run in the lane of that weight, within the request's decoding budget.
-        costs = await anyio.to_thread.run_sync(decode_cost, [s.data for s in sources])
+        data = [s.data for s in sources]
+        if all(isinstance(d, np.ndarray) for d in data):
+            costs = decode_cost(data)  # JSON pixels: no header to parse, no thread to wake
+        else:
+            costs = await anyio.to_thread.run_sync(decode_cost, data)
         work = partial(
             metrics.classify, predictor, sources, costs, limits.max_request_decoded_bytes
         )
@@ -193,6 +198,7 @@ def create_app(
     async def model_info() -> ModelOut:
         return ModelOut(
             model=predictor.model_name,
+            source=getattr(predictor, "label", None),
             parameters=predictor.parameters,
             backend=predictor.backend,
             checkpoint=str(predictor.checkpoint_path),

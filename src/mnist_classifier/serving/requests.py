@@ -111,6 +111,7 @@ IMAGE_ERROR_STATUS: dict[ImageErrorReason, int] = {
     "too_large": 413,  # over the pixel cap
     "bad_input": 422,
     "no_digit": 422,
+    "several_digits": 422,
     "unexpected": 500,
 }
 

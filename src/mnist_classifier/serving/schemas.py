@@ -108,6 +108,11 @@ class ModelOut(BaseModel):
     """The served model."""
 
     model: str = Field(description="registered model name")
+    source: str | None = Field(
+        default=None,
+        description="which model answers: 'bundled: RECIPE (MODEL)' for the model shipped in "
+        "the package, else 'MODEL (PATH)'",
+    )
     parameters: int | None = Field(description="trainable parameters")
     backend: str = Field(description="torch or onnx")
     checkpoint: str

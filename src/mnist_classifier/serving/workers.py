@@ -40,8 +40,8 @@ WORKER_PROTOCOL = f"{__name__}:WorkerProtocol"
 class WorkerSettings:
     """What every worker serves, as ``serve`` was asked."""
 
-    checkpoint: str
-    backend: str = "torch"
+    checkpoint: str | None  # None: the model shipped in the package
+    backend: str = "auto"
     device: str = "auto"
     threads: int | None = None  # torch threads per process (None: torch's default)
     limits: dict[str, Any] = field(default_factory=dict)  # ServerLimits fields
