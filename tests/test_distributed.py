@@ -23,11 +23,13 @@ import torch
 
 import mnist_classifier
 from mnist_classifier.cli import main as cli_main
-from mnist_classifier.data.batches import train_val_split
+from mnist_classifier.data.batches import Split, train_val_split
 from mnist_classifier.evaluation.metrics import split_metrics
 from mnist_classifier.evaluation.scoring import evaluate_split
 from mnist_classifier.models.checkpoint import load_checkpoint
 from mnist_classifier.models.registry import create_model
+from mnist_classifier.training.calibrate import calibrate_final
+from mnist_classifier.training.distributed import DistContext
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +139,16 @@ def test_sharded_evaluation_equals_one_process_exactly(world2, mnist):
     loss, _, log_probs = evaluate_split(model, val, mnist.mean, mnist.std, 1000)
     stored = json.loads((run / "metrics.json").read_text())
     one_process = split_metrics(val.labels.numpy(), log_probs.exp().numpy(), loss)
-    assert stored["val"] == json.loads(json.dumps(one_process))
+    assert stored["val"]["loss_uncalibrated"] == one_process["loss"]
+    assert stored["val"]["confusion_matrix"] == one_process["confusion_matrix"]
+    # The temperature and the calibrated scores: what one process fits and computes.
+    test = Split(mnist.test_images, mnist.test_labels)
+    final = calibrate_final(
+        DistContext(), model, mnist.mean, mnist.std, 1000, False, (val, log_probs, loss), test
+    )
+    assert stored["temperature"] == final.temperature
+    assert stored["val"] == json.loads(json.dumps(final.val))
+    assert stored["test"] == json.loads(json.dumps(final.test))
     # `evaluate` and `predict` load the checkpoint without torch.distributed.
     result = mnist_classifier.evaluate(run)
     assert result["loss"] == stored["test"]["loss"]

@@ -87,7 +87,15 @@ def test_onnx_backend_predicts_like_the_torch_backend(
     onnx_predictor = load_predictor(onnx_file, backend="onnx")
     assert onnx_predictor.backend == "onnx"
     info, reference = onnx_predictor.info(), torch_predictor.info()
-    for key in ("model", "parameters", "metrics", "normalization", "class_names", "tta"):
+    for key in (
+        "model",
+        "parameters",
+        "metrics",
+        "normalization",
+        "class_names",
+        "tta",
+        "temperature",
+    ):
         assert info[key] == reference[key], key
     images = mnist.test_images[:300].numpy()
     np.testing.assert_allclose(

@@ -20,11 +20,19 @@ from mnist_classifier.models.checkpoint import (
 )
 
 
-def predict_log_probs(model, images, mean: float, std: float) -> torch.Tensor:
-    """The normalisation and softmax written out by hand, independent of the package's code."""
+def predict_log_probs(
+    model, images, mean: float, std: float, temperature: float = 1.0
+) -> torch.Tensor:
+    """The normalisation, temperature and softmax written out by hand, independent of the
+    package's code."""
     x = (images.to(torch.float32).unsqueeze(1) / 255.0 - mean) / std
     with torch.inference_mode():
-        return torch.log_softmax(model(x).float(), dim=1)
+        return torch.log_softmax(model(x).float() / temperature, dim=1)
+
+
+def stored_temperature(ckpt: dict) -> float:
+    """The calibration temperature training stored in the checkpoint."""
+    return float(ckpt["calibration"]["temperature"])
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +47,8 @@ def reference(trained_run: Path, mnist):
     model = model_from_checkpoint(ckpt)
     norm = ckpt["normalization"]
     images = mnist.test_images[:100]
-    probs = predict_log_probs(model, images, norm["mean"], norm["std"]).exp().numpy()
+    t = stored_temperature(ckpt)
+    probs = predict_log_probs(model, images, norm["mean"], norm["std"], t).exp().numpy()
     return images.numpy(), probs
 
 
@@ -94,7 +103,8 @@ def test_normalisation_is_taken_from_the_checkpoint(
     assert (other.mean, other.std) == (0.5, 0.25)
     images, usual = reference
     model = model_from_checkpoint(ckpt)
-    expected = predict_log_probs(model, torch.from_numpy(images), 0.5, 0.25).exp().numpy()
+    t = stored_temperature(ckpt)
+    expected = predict_log_probs(model, torch.from_numpy(images), 0.5, 0.25, t).exp().numpy()
     got = other.predict_mnist(images)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.abs(got - usual).max() > 1e-2  # the normalisation really changed the result

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "mnist_classifier.cli.data",
     "mnist_classifier.cli.train",
     "mnist_classifier.cli.tune",
+    "mnist_classifier.cli.calibrate",
     "mnist_classifier.cli.predict",
     "mnist_classifier.cli.report",
     "mnist_classifier.cli.serve",

@@ -12,7 +12,9 @@ Files written by :func:`write_run_plots` into the run's plots folder (see :data:
   epoch), plus a learning-rate panel when the rate changed during training;
 - ``confusion_matrix.png``, ``per_class.png``: test-set results;
 - ``predictions.png``: the first test images with true and predicted digit;
-- ``confident_mistakes.png``: the test images the model got wrong with most confidence.
+- ``confident_mistakes.png``: the test images the model got wrong with most confidence;
+- ``reliability.png``: accuracy against confidence per confidence bin on the test set,
+  before and after calibration (temperature scaling), with the gap and the ECE.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ PLOT_FILES: dict[str, str] = {
     "per_class.png": "Precision, recall and F1 per digit on the test set",
     "predictions.png": "First test images: true digit (T) and prediction (P); wrong ones in red",
     "confident_mistakes.png": "The most confidently wrong test images, with top-3 probabilities",
+    "reliability.png": "Reliability on the test set: accuracy per confidence bin, "
+    "before and after calibration (the gap to the diagonal is the miscalibration)",
 }
 
 
@@ -505,4 +509,70 @@ def write_run_plots(run_dir: str | os.PathLike[str]) -> list[Path]:
         plot_per_class(test["per_class"], plots / "per_class.png"),
         plot_predictions(images, labels, probs, plots / "predictions.png"),
         plot_confident_mistakes(images, labels, probs, plots / "confident_mistakes.png"),
+        plot_reliability(reliability_panels(metrics, labels, probs), plots / "reliability.png"),
     ]
+
+
+def reliability_panels(
+    metrics: Mapping[str, Any], labels: Any, probs: Any
+) -> list[tuple[str, dict[str, list[Any]]]]:
+    """(title, bins) per panel of :func:`plot_reliability`: the test set's bins before and after
+    calibration from ``metrics`` when the run was calibrated, else the stored probabilities'."""
+    from .calibration import reliability_bins
+
+    stored = (metrics.get("calibration") or {}).get("reliability", {}).get("test", {})
+    if isinstance(stored, Mapping) and {"uncalibrated", "calibrated"} <= set(stored):
+        temperature = float(metrics.get("temperature") or 1.0)
+        return [
+            ("Before calibration", stored["uncalibrated"]),
+            (f"After calibration (T = {temperature:.3g})", stored["calibrated"]),
+        ]
+    return [("Not calibrated", reliability_bins(probs, labels))]
+
+
+def plot_reliability(
+    panels: Sequence[tuple[str, Mapping[str, Sequence[Any]]]], out_path: str | os.PathLike[str]
+) -> Path:
+    """One reliability diagram per ``(title, bins)`` panel (bins as from
+    :func:`~mnist_classifier.evaluation.calibration.reliability_bins`): a bar per confidence
+    bin at its accuracy, the gap to the bin's mean confidence shaded, the diagonal of a
+    perfectly calibrated model, and the expected calibration error in the title."""
+    fig = new_figure(4.2 * max(len(panels), 1), 4.0)
+    axes = np.atleast_1d(fig.subplots(1, max(len(panels), 1))).ravel()
+    for ax, (title, bins) in zip(axes, panels, strict=False):
+        count = np.asarray(bins["count"], dtype=np.float64)
+        acc = np.asarray(bins["accuracy"], dtype=np.float64)
+        conf = np.asarray(bins["confidence"], dtype=np.float64)
+        n = len(count)
+        width = 1.0 / max(n, 1)
+        centres = (np.arange(n) + 0.5) * width
+        used = count > 0
+        ece = float(np.sum(count * np.abs(acc - conf)) / max(count.sum(), 1.0))
+        ax.bar(
+            centres[used],
+            acc[used],
+            width=width,
+            color=TRAIN_COLOR,
+            edgecolor="white",
+            label="accuracy",
+            alpha=0.85,
+        )
+        ax.bar(
+            centres[used],
+            (conf - acc)[used],
+            bottom=acc[used],
+            width=width,
+            facecolor="none",
+            edgecolor=WRONG_COLOR,
+            linewidth=1.2,
+            hatch="///",
+            label="gap to mean confidence",
+        )
+        ax.plot([0, 1], [0, 1], linestyle="--", color=RIGHT_COLOR, linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{title}\nECE {percent(ece)}", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+    return save_figure(fig, out_path)

@@ -129,6 +129,24 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     return _key_value_table(rows)
 
 
+def _calibration_table(metrics: dict[str, Any]) -> str:
+    """The temperature and the ECE before and after calibration (or a note when not calibrated)."""
+    test, val = metrics["test"], metrics["val"]
+    if "ece" not in test:
+        return "<p>This run was not calibrated: <code>mnist-classifier calibrate RUN</code>.</p>"
+    rows = [("temperature", f"{float(metrics.get('temperature') or 1.0):.3f}", True)]
+    for name, block in (("test", test), ("validation", val)):
+        if "ece" in block:
+            rows.append(
+                (
+                    f"{name} ECE, before -> after",
+                    f"{percent(block['ece_uncalibrated'])} -> {percent(block['ece'])}",
+                    True,
+                )
+            )
+    return _key_value_table(rows)
+
+
 def _per_class_table(block: dict[str, Any]) -> str:
     head = "<tr><th>digit</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
 
@@ -183,6 +201,7 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
     per_class = figures.pop("per_class.png")
     predictions = figures.pop("predictions.png")
     mistakes = figures.pop("confident_mistakes.png")
+    reliability = figures.pop("reliability.png")
     sections = [
         f"<h1>Run <code>{_e(name)}</code></h1>",
         f'<p class="lead">model <code>{_e(metrics["model"])}</code>: '
@@ -201,6 +220,9 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
         "<h2>Predictions</h2>",
         predictions,
         mistakes,
+        "<h2>Calibration (test)</h2>",
+        _calibration_table(metrics),
+        reliability,
     ]
     if figures:
         sections += ["<h2>Other plots</h2>", *figures.values()]

@@ -44,12 +44,36 @@ def predict_log_probs(
     return torch.cat(out) if out else torch.empty(0, 10)
 
 
+@torch.inference_mode()
+def predict_view_logits(
+    deployed: DeployedModel, images: torch.Tensor, *, batch_size: int = 1000
+) -> torch.Tensor:
+    """The network's logits (V, N, 10) float32 on the CPU for uint8 ``images`` (N, 28, 28), one
+    row per view (V = 5 with TTA, else 1), before the temperature: what calibration fits on."""
+    deployed.eval()
+    device = deployed.scale.device
+    channels_last = is_channels_last(deployed.net)
+    views = 5 if deployed.tta else 1
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        pixels = images[start : start + batch_size].to(device, non_blocking=True)
+        pixels = as_model_input(channels_last, pixels.to(torch.float32).unsqueeze(1))
+        out.append(deployed.view_logits(pixels).cpu())
+    return torch.cat(out, dim=1) if out else torch.empty(views, 0, 10)
+
+
 def evaluate_split(
-    model: nn.Module, split: Split, mean: float, std: float, batch_size: int, tta: bool = False
+    model: nn.Module,
+    split: Split,
+    mean: float,
+    std: float,
+    batch_size: int,
+    tta: bool = False,
+    temperature: float = 1.0,
 ) -> tuple[float, float, torch.Tensor]:
     """(mean cross-entropy, accuracy, log-probabilities) of the network ``model`` on ``split``,
-    deployed with normalisation ``mean``/``std`` and ``tta``."""
-    deployed = DeployedModel(model, mean, std, tta).to(split.images.device)
+    deployed with normalisation ``mean``/``std``, ``tta`` and ``temperature``."""
+    deployed = DeployedModel(model, mean, std, tta, temperature).to(split.images.device)
     return score_deployed(deployed, split, batch_size)
 
 

@@ -4,7 +4,8 @@ Both exports hold the *deployed* model (:class:`.deployed.DeployedModel`): the i
 is float32 pixels (N, 1, 28, 28) with values 0..255, white ink on black (what
 :func:`~mnist_classifier.inference.preprocess.to_mnist` returns), the batch size is
 free, and the output is the probabilities (N, 10). The checkpoint's normalisation
-(and test-time augmentation, if it used any) happens inside the graph, so a
+(the calibration temperature that divides the logits before the softmax, and
+test-time augmentation, if it used any) happens inside the graph, so a
 consumer needs no other file; the ONNX file also carries the normalisation, the
 class names, the model and its metrics in its metadata (``metadata_props``), and
 the TorchScript file in an extra file ``mnist_classifier.json``.
@@ -216,6 +217,8 @@ def read_metadata(props: Mapping[str, str], name: str) -> dict[str, Any]:
             "package_version": props.get("package_version") or None,
             "tta": props.get("tta") == "true",
             "recipe": props.get("recipe") or None,
+            # inside the graph already; recorded for the reader (1: never calibrated)
+            "temperature": float(props.get("temperature") or 1.0),
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name}: damaged export metadata ({_first_line(exc)})") from None
@@ -290,6 +293,7 @@ def _metadata(ckpt: dict[str, Any], model: Any) -> dict[str, str]:
         "input": INPUT_DESCRIPTION,
         "output": OUTPUT_DESCRIPTION,
         "tta": "true" if model.tta else "false",
+        "temperature": repr(float(model.temperature)),
         "parameters": str(count_parameters(model.net)),
         "metrics": json.dumps(ckpt.get("metrics")),
         "package_version": str(ckpt.get("package_version") or ""),

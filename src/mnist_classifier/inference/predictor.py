@@ -111,6 +111,7 @@ class Predictor:
         parameters: int | None = None,
         package_version: str | None = None,
         tta: bool = False,
+        temperature: float = 1.0,
     ) -> None:
         self.model_name = model_name
         self.checkpoint_path = checkpoint_path
@@ -124,6 +125,7 @@ class Predictor:
         self.recipe: str | None = None  # the training recipe, when the model file says
         # Which model answers, in words: "bundled: RECIPE (MODEL)" or "MODEL (PATH)".
         self.label = f"{model_name} ({checkpoint_path})"
+        self.temperature = float(temperature)  # applied inside the model (1: not calibrated)
 
     # ------------------------------------------------------------------ the model
 
@@ -233,6 +235,7 @@ class Predictor:
             "normalization": {"mean": self.mean, "std": self.std},
             "class_names": list(self.class_names),
             "tta": self.tta,
+            "temperature": self.temperature,
             "package_version": self.package_version,
         }
 
@@ -289,6 +292,7 @@ class TorchPredictor(Predictor):
             parameters=count_parameters(self.model.net),
             package_version=ckpt.get("package_version"),
             tta=self.model.tta,
+            temperature=float(self.model.temperature),
         )
         self.recipe = (ckpt.get("config") or {}).get("recipe")
 
@@ -344,6 +348,7 @@ class OnnxPredictor(Predictor):
             parameters=meta["parameters"],
             package_version=meta["package_version"],
             tta=meta["tta"],
+            temperature=meta["temperature"],
         )
         self.recipe = meta["recipe"]
 

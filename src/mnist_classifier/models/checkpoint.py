@@ -2,7 +2,9 @@
 
 A checkpoint alone is enough to predict: it carries the model name and its
 arguments, the weights, the normalisation, the class names, the training config,
-the final metrics (when known) and the package version. The last checkpoint also carries
+the final metrics (when known), the package version and, once calibrated, the
+temperature its logits are divided by (``calibration``; a checkpoint without it, as
+every checkpoint written before calibration existed, means 1). The last checkpoint also carries
 the training state (optimizer, scheduler, RNG states, history, position) used by
 ``--resume``. Files are written atomically.
 """
@@ -169,15 +171,39 @@ def check_checkpoint(ckpt: dict[str, Any], where: str) -> None:
         or not all(isinstance(n, str) for n in names)
     ):
         refuse(f"class_names must be a list of {len(CLASS_NAMES)} strings")
-    for key in ("config", "metrics", "training"):
+    for key in ("config", "metrics", "training", "calibration"):
         if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
             refuse(f"{key!r} must be a dict, found {_shown(ckpt[key])}")
     tta = (ckpt.get("config") or {}).get("tta", False)
     if not isinstance(tta, bool):
         refuse(f"config tta must be true or false, found {_shown(tta)}")
+    calibration = ckpt.get("calibration")
+    if calibration is not None:
+        temperature = calibration.get("temperature")
+        if not _is_real(temperature) or not math.isfinite(temperature) or temperature <= 0:
+            refuse(
+                f"calibration temperature must be a positive finite number, "
+                f"found {_shown(temperature)}"
+            )
     version_text = ckpt.get("package_version")
     if version_text is not None and not isinstance(version_text, str):
         refuse(f"package_version must be a string, found {_shown(version_text)}")
+
+
+def checkpoint_temperature(ckpt: dict[str, Any]) -> float:
+    """The temperature the checkpoint's logits are divided by: 1 when it was never calibrated."""
+    calibration = ckpt.get("calibration") or {}
+    return float(calibration.get("temperature", 1.0))
+
+
+def set_calibration(ckpt: dict[str, Any], temperature: float, **details: Any) -> dict[str, Any]:
+    """Store ``temperature`` (and plain-typed ``details``: what it was fitted on, the NLL before
+    and after) in ``ckpt`` in place; refuse a temperature that is not positive and finite."""
+    value = float(temperature)
+    if not math.isfinite(value) or value <= 0:
+        raise CheckpointError(f"temperature must be a positive finite number, got {temperature!r}")
+    ckpt["calibration"] = {"temperature": value, **details}
+    return ckpt
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:

@@ -288,8 +288,10 @@ def evaluate_split(
     std: float,
     batch_size: int,
     tta: bool = False,
+    temperature: float = 1.0,
 ) -> tuple[float, float, torch.Tensor]:
-    """(mean cross-entropy, accuracy, log-probabilities) of ``model`` on ``split``: in one
+    """(mean cross-entropy, accuracy, log-probabilities) of ``model`` on ``split`` (logits
+    divided by ``temperature``): in one
     process :func:`~mnist_classifier.evaluation.scoring.evaluate_split` itself; on several
     ranks the evaluation batches are dealt out (rank r scores batches r, r + world, ...),
     the log-probabilities assembled on every rank, and the scores computed from them as
@@ -297,13 +299,13 @@ def evaluate_split(
     from ..evaluation import scoring
 
     if not ctx.enabled:
-        return scoring.evaluate_split(model, split, mean, std, batch_size, tta)
+        return scoring.evaluate_split(model, split, mean, std, batch_size, tta, temperature)
     import torch.distributed as dist
 
     from ..models.deployed import DeployedModel
 
     ctx.share_buffers(model)
-    deployed = DeployedModel(model, mean, std, tta).to(split.images.device)
+    deployed = DeployedModel(model, mean, std, tta, temperature).to(split.images.device)
     n = len(split)
     # Each row is filled by one rank and zero on the others, so the sum is exact.
     log_probs = torch.zeros(n, 10, dtype=torch.float32, device=ctx.collective_device)

@@ -30,13 +30,15 @@ from ..config import TrainConfig
 from ..data.batches import Split, normalize, train_val_split
 from ..data.sources import Dataset, load_dataset
 from ..errors import ConfigError, DataError, TrainingError, TrainingInterrupted
+from ..evaluation.calibration import summary_line as calibration_summary
 from ..evaluation.metrics import percent, split_metrics
 from ..models.channels_last import as_model_input, is_channels_last, prepare_for_cpu
-from ..models.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from ..models.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint, set_calibration
 from ..models.registry import count_parameters, create_model, uses_convolutions
 from ..run_folder import RunFolder, write_config, write_metrics, write_predictions
 from ..runtime import resolve_device, set_threads, training_threads
 from . import distributed
+from .calibrate import calibrate_final
 from .callbacks import Callback, CallbackList, HistoryWriter, ProgressBar
 from .distributed import DistContext
 from .fast_step import DirectAdamStep, select_fast_step
@@ -509,25 +511,28 @@ class Trainer:
         )
         if not self.evaluate_test:
             return self._finish_without_test(best, params, val_loss, val_lp)
-        test_loss, _, test_lp = distributed.evaluate_split(
+        # The temperature, fitted on validation; the scores below are the calibrated ones.
+        final = calibrate_final(
             self.dist,
             eval_model,
-            self.test_split,
             self.mean,
             self.std,
             cfg.eval_batch_size,
             cfg.tta,
+            (self.val_split, val_lp, val_loss),
+            self.test_split,
         )
-        test_probs = test_lp.exp().numpy()
+        test_probs = final.test_probs
         metrics: dict[str, Any] = {
             **self._summary(params),
             # The best checkpoint scored on validation and test once more, at the end.
             "final_eval_seconds": round(time.perf_counter() - started, 3),
-            "test": split_metrics(self.test_split.labels.cpu().numpy(), test_probs, test_loss),
-            "val": split_metrics(
-                self.val_split.labels.cpu().numpy(), val_lp.exp().numpy(), val_loss
-            ),
+            "test": final.test,
+            "val": final.val,
+            "temperature": final.temperature,
+            "calibration": final.block,
         }
+        set_calibration(best, final.temperature, **final.checkpoint_details)
         best["metrics"] = metrics
         best.pop("path", None)
         self._write(lambda: save_checkpoint(self.run.best, best))
@@ -536,8 +541,9 @@ class Trainer:
             lambda: write_predictions(self.run, test_probs, self.test_split.labels.cpu().numpy())
         )
         self._write(lambda: write_metrics(self.run, metrics))
+        self.log(calibration_summary(final.temperature, metrics))
         self.log(
-            f"test accuracy {percent(metrics['test']['accuracy'])}  loss {test_loss:.4f}  "
+            f"test accuracy {percent(metrics['test']['accuracy'])}  loss {metrics['test']['loss']:.4f}  "
             f"(best epoch {self.progress.best['epoch']}, validation {percent(metrics['val']['accuracy'])}, "
             f"{self.progress.train_seconds:.1f}s of training)"
         )
