@@ -73,15 +73,22 @@ from ._filters import (
     upsample,
     window_reduce,
 )
-from .image_io import MNIST_SIDE, ImageSource, default_name, load_image
+from .image_io import MNIST_SIDE, ImageSource, default_name, load_for_analysis
 from .segment import check_single_digit
 
-__all__ = ["DIGIT_BOX", "PreprocessResult", "preprocess", "to_mnist"]
+__all__ = [
+    "ANALYSIS_SIDE",
+    "DIGIT_BOX",
+    "PreprocessResult",
+    "preprocess",
+    "preprocess_loaded",
+    "to_mnist",
+]
 
 DIGIT_BOX = 20  # the digit is scaled to fit this box inside the field, like MNIST
 
 # Tuning of the analysis (private: results depend on them, callers should not).
-_ANALYSIS_SIDE = 1024  # the ink is found on a copy at most this big (pixels, longest side)
+ANALYSIS_SIDE = 1024  # the ink is found on a copy at most this big (pixels, longest side)
 _ANALYSIS_MIN_SIDE = 256  # ... and at least this big (smaller images are enlarged)
 _LABEL_SIDE = 512  # connected components are labelled on a mask at most this big
 _GRID_CELLS = 32  # the background is estimated on a grid of about this many cells (longest side)
@@ -119,8 +126,12 @@ class PreprocessResult:
     # (h, w) uint8: the digit as cut out, background-corrected, white on black, specks
     # removed, before scaling; at the analysis scale (the image's longest side 256..1024).
     crop: np.ndarray
-    box: tuple[int, int, int, int]  # (left, top, right, bottom) of the crop in ``source`` pixels
-    source: Image.Image  # the loaded image: upright, 8-bit L or RGB, alpha flattened, <= MAX_SIDE
+    # (left, top, right, bottom) of the crop in the pixels of the image load_image returns
+    box: tuple[int, int, int, int]
+    # The loaded image: upright, 8-bit L or RGB, alpha flattened, <= MAX_SIDE; a large JPEG
+    # is decoded smaller (but at least ANALYSIS_SIDE a side) and in greyscale, see
+    # image_io.load_for_analysis: ``box`` is then in the pixels of the full-size image.
+    source: Image.Image
     inverted: bool  # True when the source had dark ink on light paper (so it was inverted)
     name: str  # how errors and reports name the image
 
@@ -138,11 +149,18 @@ def to_mnist(image: ImageSource, *, name: str | None = None) -> np.ndarray:
 def preprocess(image: ImageSource, *, name: str | None = None) -> PreprocessResult:
     """Like :func:`to_mnist`, also returning the loaded image and the digit's crop and box."""
     label = name or default_name(image)
-    source = load_image(image, name=label)
+    source, full_size = load_for_analysis(image, side=ANALYSIS_SIDE, name=label)
+    return preprocess_loaded(source, full_size, name=label)
 
+
+def preprocess_loaded(
+    source: Image.Image, full_size: tuple[int, int], *, name: str
+) -> PreprocessResult:
+    """:func:`preprocess` of an image from :func:`~.image_io.load_for_analysis`."""
+    label = name
     work = source.convert("L")
-    if max(work.size) > _ANALYSIS_SIDE:
-        work.thumbnail((_ANALYSIS_SIDE, _ANALYSIS_SIDE), Image.Resampling.BOX)
+    if max(work.size) > ANALYSIS_SIDE:
+        work.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BOX)
     elif max(work.size) < _ANALYSIS_MIN_SIDE:  # tiny inputs (an MNIST digit itself): enlarge
         f = _ANALYSIS_MIN_SIDE / max(work.size)
         size = (max(1, round(work.width * f)), max(1, round(work.height * f)))
@@ -176,13 +194,14 @@ def preprocess(image: ImageSource, *, name: str | None = None) -> PreprocessResu
     crop = grey_digit[top - y0 : bottom - y0, left - x0 : right - x0]
 
     field = _place(_fit_box(crop))
-    sx = source.width / grey.shape[1]
-    sy = source.height / grey.shape[0]
+    full_width, full_height = full_size
+    sx = full_width / grey.shape[1]
+    sy = full_height / grey.shape[0]
     box = (
         math.floor(left * sx),
         math.floor(top * sy),
-        min(source.width, math.ceil(right * sx)),
-        min(source.height, math.ceil(bottom * sy)),
+        min(full_width, math.ceil(right * sx)),
+        min(full_height, math.ceil(bottom * sy)),
     )
     return PreprocessResult(
         image=_to_uint8(field),
