@@ -7,8 +7,8 @@ looks nothing like that (dark on light, small, off-centre, unevenly lit), and a
 model trained on MNIST reads it wrongly. :func:`preprocess` rebuilds the MNIST
 look step by step:
 
-1. greyscale (enlarged or reduced so the longest side is 256..1024 pixels), and
-   decide the polarity: dark ink on light paper (the common case for photos) or
+1. greyscale (enlarged or reduced so the longest side is 256..512 pixels; a large JPEG
+   is decoded at reduced scale, straight to greyscale), and decide the polarity: dark ink on light paper (the common case for photos) or
    light ink on a dark canvas. A light sheet lying on a darker desk is recognised
    first, and only the sheet is read;
 2. separate the ink from uneven paper and lighting: estimate the paper's
@@ -88,7 +88,7 @@ __all__ = [
 DIGIT_BOX = 20  # the digit is scaled to fit this box inside the field, like MNIST
 
 # Tuning of the analysis (private: results depend on them, callers should not).
-ANALYSIS_SIDE = 1024  # the ink is found on a copy at most this big (pixels, longest side)
+ANALYSIS_SIDE = 512  # the ink is found on a copy at most this big (pixels, longest side)
 _ANALYSIS_MIN_SIDE = 256  # ... and at least this big (smaller images are enlarged)
 _LABEL_SIDE = 512  # connected components are labelled on a mask at most this big
 _GRID_CELLS = 32  # the background is estimated on a grid of about this many cells (longest side)
@@ -124,7 +124,7 @@ class PreprocessResult:
 
     image: np.ndarray  # (28, 28) uint8, white ink on black, digit in 20x20, centred by mass
     # (h, w) uint8: the digit as cut out, background-corrected, white on black, specks
-    # removed, before scaling; at the analysis scale (the image's longest side 256..1024).
+    # removed, before scaling; at the analysis scale (the image's longest side 256..512).
     crop: np.ndarray
     # (left, top, right, bottom) of the crop in the pixels of the image load_image returns
     box: tuple[int, int, int, int]
