@@ -8,8 +8,8 @@ model trained on MNIST reads it wrongly. :func:`preprocess` rebuilds the MNIST
 look step by step:
 
 1. greyscale (enlarged or reduced so the longest side is 256..512 pixels; a large JPEG
-   is decoded at reduced scale, straight to greyscale), and decide the polarity: dark ink on light paper (the common case for photos) or
-   light ink on a dark canvas. A light sheet lying on a darker desk is recognised
+   is decoded at reduced scale, straight to greyscale), and decide the polarity: dark
+   ink on light paper (the common case for photos) or light ink on a dark canvas. A light sheet lying on a darker desk is recognised
    first, and only the sheet is read;
 2. separate the ink from uneven paper and lighting: estimate the paper's
    brightness at every pixel (a morphological closing on a coarse grid, which
