@@ -99,6 +99,8 @@ _BG_RADIUS = 4  # cells: the paper estimate fills in dark marks narrower than 2r
 _WIDE_RADIUS = 12  # ... and, where they have an ink's sharp edges, those narrower than this
 _WIDE_DEPTH = 0.3  # a wide mark is at least this much darker than the paper (fraction)
 _WIDE_BLUR = 0.15  # ... with at most this share of its outline's pixels between the levels
+_PLAIN_TOLERANCE = 2  # grey levels: paper this close to its commonest level is flat ...
+_PLAIN_SHARE = 0.5  # ... when at least this share of the pixels and the whole border are
 _MIN_CONTRAST = 0.12  # ink must be at least this much darker than the paper (fraction)
 _NOISE_SIGMAS = 6.0  # ... and stand this many noise deviations above it
 _NOISE_CELL = 16  # pixels: the least side of the cells in which noise is measured
@@ -167,6 +169,47 @@ def preprocess_loaded(
         work = work.resize(size, Image.Resampling.BICUBIC)
     grey = np.asarray(work, dtype=np.float32) / 255.0  # (H, W), 1 = white
 
+    plain = _plain_paper(work)
+    if plain is not None:  # uniform paper (a drawing, a clean render): no lighting to undo
+        dark_ink, level = plain
+        inverted = dark_ink
+        ink = (level - grey if dark_ink else grey - level) / max(
+            level if dark_ink else 1.0 - level, 0.04
+        )
+        np.clip(ink, 0.0, 1.0, out=ink)
+        keep, threshold = _find_digit(ink, label, noiseless=True)
+    else:
+        inverted, ink = _separate(grey)
+        keep, threshold = _find_digit(ink, label)
+    return _finish(source, full_size, grey, ink, keep, threshold, inverted, label)
+
+
+def _plain_paper(work: Image.Image) -> tuple[bool, float] | None:
+    """(dark ink?, the paper's level) when the paper is one flat grey level, else None.
+
+    Flat: the whole border and at least _PLAIN_SHARE of all pixels lie within
+    _PLAIN_TOLERANCE grey levels of the commonest level, as on a drawing from the web
+    page's pad or a clean render. The ink is on the side of that level where the other
+    pixels lie.
+    """
+    hist = np.asarray(work.histogram()[:256], dtype=np.int64)
+    mode = int(np.argmax(hist))
+    lo, hi = max(mode - _PLAIN_TOLERANCE, 0), min(mode + _PLAIN_TOLERANCE, 255)
+    total = int(hist.sum())
+    if hist[lo : hi + 1].sum() < _PLAIN_SHARE * total:
+        return None
+    a = np.asarray(work)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).astype(np.int16)
+    if int(np.abs(border - mode).max()) > _PLAIN_TOLERANCE:
+        return None
+    darker, lighter = int(hist[:lo].sum()), int(hist[hi + 1 :].sum())
+    if darker == lighter:  # nothing off the paper (or a tie): let the full analysis decide
+        return None
+    return darker > lighter, mode / 255.0
+
+
+def _separate(grey: np.ndarray) -> tuple[bool, np.ndarray]:
+    """(dark ink?, the fraction by which each pixel is darker than its paper), any lighting."""
     grids = _Grids(grey)
     sheet = _find_sheet(grey, grids)
     if sheet is not None:  # a light sheet on a darker surface: dark ink, on the sheet only
@@ -178,8 +221,20 @@ def preprocess_loaded(
     ink = np.clip(1.0 - paper_up / np.maximum(background, 0.04), 0.0, 1.0)
     if sheet is not None:
         ink *= sheet
+    return inverted, ink
 
-    keep, threshold = _find_digit(ink, label)
+
+def _finish(
+    source: Image.Image,
+    full_size: tuple[int, int],
+    grey: np.ndarray,
+    ink: np.ndarray,
+    keep: np.ndarray,
+    threshold: np.ndarray,
+    inverted: bool,
+    label: str,
+) -> PreprocessResult:
+    """The crop, the 28x28 field and the box, from the digit's mask."""
     # Work on the digit's box and a margin: the grey fringe of the strokes lies within it.
     ys, xs = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
     y0, x0 = max(int(ys[0]) - _MARGIN, 0), max(int(xs[0]) - _MARGIN, 0)
@@ -418,10 +473,16 @@ def _wide_marks(
     return fill if fill.any() else None
 
 
-def _find_digit(ink: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """The mask of the digit's ink (bool, like ``ink``) and the per-pixel threshold used."""
+def _find_digit(
+    ink: np.ndarray, label: str, *, noiseless: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mask of the digit's ink (bool, like ``ink``) and the per-pixel threshold used.
+
+    ``noiseless``: the paper is flat (see :func:`_plain_paper`), so the noise floor is
+    _MIN_CONTRAST everywhere and need not be measured.
+    """
     smooth = box_blur(ink, 1)
-    floor = _noise_floor(smooth)
+    floor = np.full_like(smooth, _MIN_CONTRAST) if noiseless else _noise_floor(smooth)
     if not (smooth > floor).any():
         raise _no_digit(label)
     threshold = np.maximum(floor, otsu(smooth))
