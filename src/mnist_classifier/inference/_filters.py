@@ -103,7 +103,9 @@ def cell_stat(a: np.ndarray, cell: int, percentile: float) -> np.ndarray:
     """The given percentile of each cell x cell block."""
     blocks = cell_blocks(a, cell)
     k = round(percentile / 100.0 * (cell * cell - 1))
-    return np.partition(blocks, k, axis=2)[:, :, k].astype(np.float32)
+    # Sorting each cell is faster than partitioning it here (numpy sorts float32 with SIMD;
+    # its partition works row by row), and gives the same order statistic.
+    return np.sort(blocks, axis=2)[:, :, k].astype(np.float32)
 
 
 def upsample(grid: np.ndarray, cell: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -277,10 +277,10 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
 
 
 class _Grids:
-    """Percentiles of the analysis image's background-grid cells, from one partial sort.
+    """Percentiles of the analysis image's background-grid cells, from one sort.
 
     Of ``grey`` and of ``1 - grey`` (the other polarity): the k-th lowest of ``1 - x``
-    is one minus the (n-1-k)-th lowest of ``x``, so one partition serves both.
+    is one minus the (n-1-k)-th lowest of ``x``, so one sort serves both.
     """
 
     def __init__(self, grey: np.ndarray) -> None:
@@ -288,7 +288,9 @@ class _Grids:
         blocks = cell_blocks(grey, self.cells)
         n = blocks.shape[2]
         k50, k90 = round(0.5 * (n - 1)), round(0.9 * (n - 1))
-        part = np.partition(blocks, sorted({k50, k90, n - 1 - k50, n - 1 - k90}), axis=2)
+        # A full sort of each cell: with several cut points it is much faster than a
+        # partition (numpy sorts float32 with SIMD), and exactly the same order statistics.
+        part = np.sort(blocks, axis=2)
         self.median = part[:, :, k50]
         self.p90 = part[:, :, k90]
         self.inverse_median = 1.0 - part[:, :, n - 1 - k50]
