@@ -10,7 +10,8 @@ preprocessing, as ``predict`` and the server use it), then classified by every m
 
 Printed: accuracy per variant (columns) per model and reading (rows); how many wrong
 answers ``--min-confidence 0.9`` turns into "unsure" (and how many right ones it costs);
-the expected calibration error per variant (15 equal-width bins).
+the expected calibration error per variant (15 equal-width bins, over the images where
+a digit was found).
 
     python benchmarks/robustness.py --models RUN_OR_CKPT [RUN_OR_CKPT ...] [--limit 1000] [--seed 0]
 """
@@ -28,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mnist_classifier.data.sources import load_dataset
+from mnist_classifier.evaluation.calibration import expected_calibration_error
 from mnist_classifier.inference.predictor import load_predictor
 from robustness_variants import VARIANTS, build, ours, plain_resize
 
@@ -42,24 +44,17 @@ class Scores:
     predicted: np.ndarray  # (N,) int, -1 where no digit was found
     confidence: np.ndarray  # (N,) float, 0 where no digit was found
     labels: np.ndarray
+    probs: np.ndarray  # (N, 10) probabilities (rows where no digit was found unused)
+    found: np.ndarray  # (N,) bool
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error over the images where a digit was found."""
+        return expected_calibration_error(self.probs[self.found], self.labels[self.found])
 
     @property
     def accuracy(self) -> float:
         return float((self.predicted == self.labels).mean())
-
-
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, bins: int = 15
-) -> float:
-    """ECE over ``bins`` equal-width confidence bins: sum of |accuracy - confidence| weighted."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(total)
 
 
 def read_variants(
@@ -84,7 +79,7 @@ def score(predictor, read, labels: np.ndarray) -> dict[tuple[str, str], Scores]:
         probs = predictor.predict_mnist(pixels)
         predicted = np.where(found, probs.argmax(1), -1)
         confidence = np.where(found, probs.max(1), 0.0)
-        scores[key] = Scores(predicted, confidence, labels)
+        scores[key] = Scores(predicted, confidence, labels, probs, found)
     return scores
 
 
@@ -152,8 +147,7 @@ def run(models: list[str], limit: int, seed: int, variants: list[str] | None = N
     for name, scores in zip(names, results, strict=True):
         cells = []
         for v in variants:
-            s = scores[("ours", v)]
-            cells.append(f"{expected_calibration_error(s.confidence, s.predicted == s.labels):.3f}")
+            cells.append(f"{scores[('ours', v)].ece:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

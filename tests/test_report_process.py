@@ -64,6 +64,7 @@ def test_the_forked_child_draws_a_complete_report(tmp_path):
         "curves.png",
         "per_class.png",
         "predictions.png",
+        "reliability.png",
     ]
     assert not [p for p in run.rglob("*.tmp")]
 

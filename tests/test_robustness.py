@@ -108,15 +108,18 @@ def test_plain_resize_inverts_light_paper_only(rv) -> None:
     assert np.array_equal(rv.plain_resize(night), out)
 
 
-def test_expected_calibration_error() -> None:
+def test_calibration_error_counts_only_images_where_a_digit_was_found() -> None:
     bench = _load("robustness")
-    conf = np.array([0.95, 0.95, 0.95, 0.95, 0.55, 0.55])
-    correct = np.array([1, 1, 1, 0, 1, 0], dtype=bool)
-    # Bin of 0.95: accuracy 0.75, gap 0.2, weight 4/6; bin of 0.55: accuracy 0.5, gap 0.05.
-    assert bench.expected_calibration_error(conf, correct) == pytest.approx(
-        4 / 6 * 0.2 + 2 / 6 * 0.05
-    )
-    assert bench.expected_calibration_error(np.ones(4), np.ones(4, dtype=bool)) == 0.0
+    probs = np.zeros((3, 10))
+    probs[0, 1] = probs[1, 2] = 0.95
+    probs[0, 0] = probs[1, 0] = 0.05
+    labels = np.array([1, 3, 4])
+    found = np.array([True, True, False])  # the third image had no digit: not a confidence
+    predicted = np.where(found, probs.argmax(1), -1)
+    scores = bench.Scores(predicted, np.where(found, probs.max(1), 0.0), labels, probs, found)
+    # Both found images sit in the 0.95 bin, one of them right: gap |0.5 - 0.95|.
+    assert scores.ece == pytest.approx(0.45)
+    assert scores.accuracy == pytest.approx(1 / 3)
 
 
 def test_tiny_end_to_end_run(trained_run, capsys) -> None:
