@@ -545,3 +545,18 @@ def test_flat_paper_and_the_full_analysis_agree() -> None:
         fast = to_mnist(flat).astype(np.int16)
         full = to_mnist(noisy.clip(0, 255).astype(np.uint8)).astype(np.int16)
         assert np.abs(fast - full).mean() < 6.0
+
+
+def test_high_percentile_equals_numpys() -> None:
+    from mnist_classifier.inference._filters import high_percentile
+
+    rng = np.random.default_rng(2)
+    for i in range(40):
+        shape = (int(rng.integers(40, 400)), int(rng.integers(40, 400)))
+        a = (rng.random(shape) ** rng.uniform(0.2, 8.0)).astype(np.float32)
+        if i % 3 == 0:
+            a[rng.random(shape) < 0.6] = 0.0  # mostly flat
+        if i % 4 == 0:
+            a = np.round(a * 10) / 10  # many ties
+        for q in (99.0, 99.95, 100.0):
+            assert high_percentile(a, q) == float(np.percentile(a, q))

@@ -64,6 +64,7 @@ from ._filters import (
     cell_stat,
     disk_dilate,
     enlarge,
+    high_percentile,
     max_filter,
     otsu,
     pad_array,
@@ -374,7 +375,7 @@ def _polarity(grey: np.ndarray, grids: _Grids) -> tuple[bool, np.ndarray, np.nda
         # The cell medians here, not the 90th percentile: in the wrong reading the real
         # ink is the bright minority, and a median does not mistake it for the paper.
         contrast = box_blur(_paper_level(paper_up, grid=medians) - paper_up, 1)
-        strength.append(float(np.percentile(contrast, 99.95)))
+        strength.append(high_percentile(contrast, 99.95))
     dark, light = strength
     if dark > _POLARITY_MARGIN * light:
         dark_ink = True
