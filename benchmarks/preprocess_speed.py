@@ -3,6 +3,7 @@
     python benchmarks/preprocess_speed.py [--repeats 60] [--profile KIND]
     python benchmarks/preprocess_speed.py --check [--model RUN_OR_CHECKPOINT]
     python benchmarks/preprocess_speed.py --save-reference
+    python benchmarks/preprocess_speed.py --against OLD_SRC [--repeats 30]
 
 Three inputs, each as the encoded bytes a client sends (so the decode is timed too):
 
@@ -16,6 +17,10 @@ then preprocessing), and of the model alone (cnn-tiny with random weights, batch
 PyTorch and, when installed, ONNX Runtime). Everything runs on one thread
 (torch.set_num_threads(1), BLAS and OpenMP limited to one thread before numpy loads).
 ``--profile KIND`` prints where the time of one input goes (cProfile, by own time).
+``--against OLD_SRC`` (the ``src`` folder of another checkout, e.g. from
+``git worktree add /tmp/old v0.1 && ... --against /tmp/old/src``) loads that version's
+preprocessing beside this one in the same process and times the two interleaved, run
+for run, so that a change's before/after figures share the machine's load.
 
 ``--check`` runs preprocessing over the labelled set of benchmarks/preprocess_suite.py
 and compares the 28x28 outputs with the saved ones of an earlier version
@@ -37,8 +42,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import cProfile
+import importlib
+import importlib.util
 import pstats
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -148,6 +156,47 @@ def speed(repeats: int) -> None:
         print(f"| {name} | {len(data):,} | {ms:.2f} |{cols}", flush=True)
 
 
+def load_other(src: Path) -> Callable[[bytes], np.ndarray]:
+    """``to_mnist`` of the package in another ``src`` folder, imported under another name."""
+    root = src / "mnist_classifier"
+    if not (root / "__init__.py").is_file():
+        raise SystemExit(f"{src}: no mnist_classifier package in it")
+    spec = importlib.util.spec_from_file_location(
+        "mnist_other", root / "__init__.py", submodule_search_locations=[str(root)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mnist_other"] = module
+    spec.loader.exec_module(module)
+    other: Callable[[bytes], np.ndarray] = importlib.import_module(
+        "mnist_other.inference.preprocess"
+    ).to_mnist
+    return other
+
+
+def against(src: Path, repeats: int) -> None:
+    """Median ms per input of another version's preprocessing and this one's, interleaved."""
+    other = load_other(src)
+    print(
+        f"# one thread; median of {repeats} interleaved runs per input and version\n"
+        f"# before: {src}\n# machine: {describe_machine()}"
+    )
+    print("| input | before (ms) | now (ms) | speed-up |")
+    print("|---|---:|---:|---:|")
+    for name, data in inputs().items():
+        for _ in range(3):
+            other(data)
+            to_mnist(data)
+        times: tuple[list[float], list[float]] = ([], [])
+        for _ in range(repeats):
+            for fn, out in ((other, times[0]), (to_mnist, times[1])):
+                start = time.perf_counter()
+                fn(data)
+                out.append(time.perf_counter() - start)
+        old, new = (statistics.median(t) * 1e3 for t in times)
+        print(f"| {name} | {old:.2f} | {new:.2f} | {old / new:.1f}x |", flush=True)
+
+
 def profile(kind: str, repeats: int) -> None:
     data = next(v for k, v in inputs().items() if k.startswith(kind))
     profiler = cProfile.Profile()
@@ -218,6 +267,9 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="compare outputs with the saved ones")
     parser.add_argument("--model", help="with --check: also compare accuracy with this model")
     parser.add_argument("--save-reference", action="store_true", help="save the current outputs")
+    parser.add_argument(
+        "--against", metavar="OLD_SRC", type=Path, help="time another src folder's version too"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.save_reference:
@@ -226,6 +278,8 @@ def main() -> None:
         print(f"saved {len(images)} outputs to {REFERENCE}")
     elif args.check:
         check(args.model)
+    elif args.against is not None:
+        against(args.against, args.repeats)
     elif args.profile:
         profile(args.profile, args.repeats)
     else:

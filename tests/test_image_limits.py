@@ -90,7 +90,7 @@ def test_an_unforeseen_error_message_loses_paths(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("failed in /usr/lib/python3/site-packages/secret.py")
 
-    monkeypatch.setattr("mnist_classifier.inference.prepare.load_image", boom)
+    monkeypatch.setattr("mnist_classifier.inference.prepare.load_for_analysis", boom)
     with pytest.raises(ImageError) as caught:
         prepare_image(b"\x89PNG", name="d.png")
     assert caught.value.reason == "unexpected"

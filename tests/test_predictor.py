@@ -251,10 +251,10 @@ def test_an_unforeseen_decoder_error_fails_only_its_input(
     paths = [save_png(tmp_path / f"{name}.png", images[i]) for i, name in enumerate("abc")]
     decode = image_io._decode
 
-    def flaky(fp, label: str):
+    def flaky(fp, label: str, *rest):
         if label.endswith("b.png"):
             raise error
-        return decode(fp, label)
+        return decode(fp, label, *rest)
 
     monkeypatch.setattr(image_io, "_decode", flaky)
     a, b, c = predictor.predict(paths)

@@ -493,3 +493,70 @@ def test_ruled_and_squared_paper_are_refused_not_misread(squared: bool) -> None:
 
 def test_lines_too_faint_to_be_ink_do_not_refuse() -> None:
     assert_mnist_like(to_mnist(lined_paper(True, shade=222)))
+
+
+def big_photo_jpeg(orientation: int | None = None) -> bytes:
+    """A 2400x1600 photo-like JPEG of a '1' at x 1500..1560, y 400..1200 (as stored)."""
+    rng = np.random.default_rng(5)
+    paper = rng.normal(215, 4, (1600, 2400)).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(paper).convert("RGB")
+    ImageDraw.Draw(image).line([(1530, 400), (1530, 1200)], fill=(30, 30, 60), width=60)
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    image.save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_a_large_jpeg_is_read_at_reduced_scale_and_boxed_in_full_size_pixels() -> None:
+    data = big_photo_jpeg()
+    result = preprocess(data)
+    assert max(result.source.size) < MAX_SIDE  # decoded in draft mode, not at full size
+    assert result.source.mode == "L"
+    full = load_image(data)  # what the box refers to: the image as load_image returns it
+    scale = full.width / 2400
+    left, top, right, bottom = result.box
+    assert 1500 * scale - 8 <= left <= 1500 * scale + 8
+    assert 1560 * scale - 8 <= right <= 1560 * scale + 8
+    assert 400 * scale - 8 <= top and bottom <= 1200 * scale + 8
+    assert result.image.max() > 200
+
+
+def test_a_large_rotated_jpeg_keeps_its_exif_orientation() -> None:
+    # Orientation 6: the stored image is shown turned 90 degrees clockwise.
+    data = big_photo_jpeg(orientation=6)
+    result = preprocess(data)
+    full = load_image(data)
+    assert full.size[0] < full.size[1]  # upright: taller than wide
+    assert result.source.size[0] < result.source.size[1]
+    left, top, right, bottom = result.box
+    assert right - left > 2 * (bottom - top)  # the upright '1' lies across the image
+    assert right <= full.width and bottom <= full.height
+
+
+def test_flat_paper_and_the_full_analysis_agree() -> None:
+    # A drawing on a flat field takes the fast path; a barely noisy copy takes the full one.
+    rng = np.random.default_rng(11)
+    for digit in (0, 4, 7):
+        flat = make_user_image(digit, "clean", rng)
+        a = np.asarray(flat.convert("L"), dtype=np.int16)
+        noisy = a + np.random.default_rng(digit).integers(-4, 5, a.shape)
+        fast = to_mnist(flat).astype(np.int16)
+        full = to_mnist(noisy.clip(0, 255).astype(np.uint8)).astype(np.int16)
+        assert np.abs(fast - full).mean() < 6.0
+
+
+def test_high_percentile_equals_numpys() -> None:
+    from mnist_classifier.inference._filters import high_percentile
+
+    rng = np.random.default_rng(2)
+    for i in range(40):
+        shape = (int(rng.integers(40, 400)), int(rng.integers(40, 400)))
+        a = (rng.random(shape) ** rng.uniform(0.2, 8.0)).astype(np.float32)
+        if i % 3 == 0:
+            a[rng.random(shape) < 0.6] = 0.0  # mostly flat
+        if i % 4 == 0:
+            a = np.round(a * 10) / 10  # many ties
+        for q in (99.0, 99.95, 100.0):
+            assert high_percentile(a, q) == float(np.percentile(a, q))

@@ -372,7 +372,7 @@ def test_every_reason_has_a_status():
 def test_the_status_follows_the_reason_not_the_wording(client, digits, monkeypatch, reason):
     from mnist_classifier.inference import image_io
 
-    def refuse(fp: Any, label: str) -> None:
+    def refuse(fp: Any, label: str, *rest: Any) -> None:
         raise ImageError(f"{label}: not an image, too many pixels, no digit found", reason=reason)
 
     monkeypatch.setattr(image_io, "_decode", refuse)
@@ -387,10 +387,10 @@ def fail_to_decode(monkeypatch, name: str, error: Exception) -> None:
 
     decode = image_io._decode
 
-    def flaky(fp: Any, label: str) -> Any:
+    def flaky(fp: Any, label: str, *rest: Any) -> Any:
         if label == name:
             raise error
-        return decode(fp, label)
+        return decode(fp, label, *rest)
 
     monkeypatch.setattr(image_io, "_decode", flaky)
 

@@ -27,9 +27,10 @@ def label_runs(mask: np.ndarray) -> Runs:
     h, w = mask.shape
     padded = np.zeros((h, w + 2), dtype=np.int8)
     padded[:, 1:-1] = mask
-    step = np.diff(padded, axis=1)
-    row, start = np.nonzero(step == 1)
-    _, end = np.nonzero(step == -1)
+    # In row-major order every run's rising edge is followed by its falling edge: one scan
+    # of the edges finds both.
+    rows, cols = np.nonzero(np.diff(padded, axis=1))
+    row, start, end = rows[0::2], cols[0::2], cols[1::2]
     n = row.size
     if n == 0:
         return Runs(row, start, end, np.zeros(0, dtype=np.int64), 0)

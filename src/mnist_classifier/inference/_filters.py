@@ -103,7 +103,9 @@ def cell_stat(a: np.ndarray, cell: int, percentile: float) -> np.ndarray:
     """The given percentile of each cell x cell block."""
     blocks = cell_blocks(a, cell)
     k = round(percentile / 100.0 * (cell * cell - 1))
-    return np.partition(blocks, k, axis=2)[:, :, k].astype(np.float32)
+    # Sorting each cell is faster than partitioning it here (numpy sorts float32 with SIMD;
+    # its partition works row by row), and gives the same order statistic.
+    return np.sort(blocks, axis=2)[:, :, k].astype(np.float32)
 
 
 def upsample(grid: np.ndarray, cell: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -154,3 +156,27 @@ def enlarge(mask: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
     if block == 1:
         return mask
     return np.repeat(np.repeat(mask, block, axis=0), block, axis=1)[: shape[0], : shape[1]]
+
+
+def high_percentile(a: np.ndarray, q: float) -> float:
+    """``np.percentile(a, q)`` (linear interpolation) for a high ``q``, without a full partition.
+
+    A percentile of every 16th value gives a cut below which all but a few times the
+    values needed lie; only the values above it are sorted. When too few lie above it
+    (a flat image), the plain percentile is taken.
+    """
+    flat = a.ravel()
+    n = flat.size
+    index = q / 100.0 * (n - 1)
+    lo = math.floor(index)
+    need = n - lo  # the values at sorted positions lo .. n - 1
+    if n < 4096:
+        return float(np.percentile(flat, q))
+    cut = float(np.percentile(flat[::16], max(0.0, 100.0 - 400.0 * need / n)))
+    top = flat[flat >= cut]
+    if top.size < need:
+        return float(np.percentile(flat, q))
+    top = np.sort(top)
+    base = n - top.size
+    pair = np.array([top[lo - base], top[min(lo + 1, n - 1) - base]], dtype=a.dtype)
+    return float(np.percentile(pair, (index - lo) * 100.0))

@@ -37,6 +37,7 @@ __all__ = [
     "ImageSource",
     "decoded_bytes",
     "default_name",
+    "load_for_analysis",
     "load_image",
     "probe_decoded_bytes",
 ]
@@ -84,19 +85,45 @@ def load_image(source: ImageSource, *, name: str | None = None) -> Image.Image:
     if isinstance(source, Image.Image):
         return _normalise(source, label)
     if isinstance(source, str | os.PathLike):
-        return _load_path(Path(source), label)
+        return _load_path(Path(source), label, None)[0]
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         if not data:
             raise ImageError(f"{label}: empty file", reason="unreadable")
-        return _decode(io.BytesIO(data), label)
+        return _decode(io.BytesIO(data), label, None)[0]
     if hasattr(source, "read"):
-        return _load_file_object(source, label)
+        return _load_file_object(source, label, None)[0]
     if isinstance(source, np.ndarray) or hasattr(source, "__array__"):
         return _normalise(_from_array(np.asarray(source), label), label)
     raise ImageError(
         f"{label}: cannot read an image from a {type(source).__name__}", reason="bad_input"
     )
+
+
+def load_for_analysis(
+    source: ImageSource, *, side: int, name: str | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Like :func:`load_image`, for a reader that looks at no more than ``side`` pixels a side.
+
+    A JPEG more than twice that big is decoded at 1/2, 1/4 or 1/8 scale straight to
+    greyscale (libjpeg's draft mode, much faster than decoding every pixel), keeping at
+    least ``side`` pixels a side; other images load as :func:`load_image` loads them.
+    Returns the image and the size (width, height) that :func:`load_image` would have
+    returned, so that positions found on the smaller image can be given in its pixels.
+    The same checks apply (pixel and decoded-size limits, from the header).
+    """
+    label = name or default_name(source)
+    if isinstance(source, str | os.PathLike):
+        return _load_path(Path(source), label, side)
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        if not data:
+            raise ImageError(f"{label}: empty file", reason="unreadable")
+        return _decode(io.BytesIO(data), label, side)
+    if hasattr(source, "read") and not isinstance(source, Image.Image):
+        return _load_file_object(source, label, side)
+    image = load_image(source, name=label)
+    return image, image.size
 
 
 def default_name(source: object) -> str:
@@ -113,7 +140,11 @@ def default_name(source: object) -> str:
     return "<array>"
 
 
-def _load_path(path: Path, label: str) -> Image.Image:
+# What _decode returns: the image, and the size load_image returns for the same data.
+_Loaded = tuple[Image.Image, tuple[int, int]]
+
+
+def _load_path(path: Path, label: str, side: int | None) -> _Loaded:
     try:
         if path.is_dir():
             raise ImageError(f"{label}: is a directory, not an image", reason="unreadable")
@@ -133,10 +164,10 @@ def _load_path(path: Path, label: str) -> Image.Image:
             f"{label}: cannot read ({exc.strerror or exc})", reason="unreadable"
         ) from None
     with fh:
-        return _decode(fh, label)
+        return _decode(fh, label, side)
 
 
-def _load_file_object(fh: Any, label: str) -> Image.Image:
+def _load_file_object(fh: Any, label: str, side: int | None) -> _Loaded:
     seekable = getattr(fh, "seekable", None)
     if callable(seekable) and seekable():
         start = fh.tell()
@@ -144,13 +175,13 @@ def _load_file_object(fh: Any, label: str) -> Image.Image:
         fh.seek(start)
         if end <= start:
             raise ImageError(f"{label}: empty file", reason="unreadable")
-        return _decode(fh, label)
+        return _decode(fh, label, side)
     data = fh.read()
     if not isinstance(data, bytes):
         raise ImageError(f"{label}: file object must be opened in binary mode", reason="bad_input")
     if not data:
         raise ImageError(f"{label}: empty file", reason="unreadable")
-    return _decode(io.BytesIO(data), label)
+    return _decode(io.BytesIO(data), label, side)
 
 
 def one_line(exc: BaseException) -> str:
@@ -218,11 +249,23 @@ def probe_decoded_bytes(data: bytes) -> int:
         return 0
 
 
-def _draft_jpeg(im: Image.Image) -> None:
-    """Have a large JPEG decode at 1/2, 1/4 or 1/8 scale when that still leaves >= MAX_SIDE."""
-    if im.format == "JPEG" and max(im.size) > MAX_SIDE:
-        k = MAX_SIDE / max(im.size)
-        im.draft(None, (math.ceil(im.width * k), math.ceil(im.height * k)))
+def _draft_jpeg(im: Image.Image, side: int = MAX_SIDE, mode: str | None = None) -> None:
+    """Have a large JPEG decode at 1/2, 1/4 or 1/8 scale when that still leaves >= ``side``.
+
+    ``mode`` "L" also has it decode straight to greyscale.
+    """
+    if im.format == "JPEG" and (max(im.size) > side or mode is not None):
+        k = min(side / max(im.size), 1.0)
+        im.draft(mode, (math.ceil(im.width * k), math.ceil(im.height * k)))
+
+
+def _loaded_size(size: tuple[int, int], orientation: object) -> tuple[int, int]:
+    """The size load_image returns for an image stored at ``size`` with that EXIF orientation."""
+    width, height = size
+    if max(size) > MAX_SIDE:  # as Image.thumbnail rounds
+        k = MAX_SIDE / max(size)
+        width, height = max(1, round(width * k)), max(1, round(height * k))
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _check_pixels(size: tuple[int, int], label: str) -> None:
@@ -237,7 +280,7 @@ def _check_pixels(size: tuple[int, int], label: str) -> None:
         )
 
 
-def _decode(fp: IO[bytes], label: str) -> Image.Image:
+def _decode(fp: IO[bytes], label: str, side: int | None) -> _Loaded:
     # Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS, ~89 Mpx: a warning, an
     # error above twice that) is left as it is; MAX_PIXELS is lower, so any image it would
     # let through is refused below from the header size, before decoding.
@@ -256,13 +299,29 @@ def _decode(fp: IO[bytes], label: str) -> Image.Image:
         if im.format not in ACCEPTED_FORMATS:  # (a plugin's factory chose another class)
             raise _unsupported(label)
         _check_pixels(im.size, label)
-        _draft_jpeg(im)
+        stored = im.size
+        if (
+            side is not None
+            and im.format == "JPEG"
+            and im.mode in ("L", "RGB", "YCbCr")
+            and max(stored) > MNIST_SIDE  # (a 28x28 JPEG may be MNIST-style: read it as is)
+        ):
+            _draft_jpeg(im, min(side, MAX_SIDE), "L")
+        else:
+            _draft_jpeg(im)
         _check_decoded_bytes(im.size, im.mode, label)
         try:
             im.load()
         except Exception as exc:  # truncated or corrupt pixel data
             raise _corrupt(label, exc) from None
-        return _normalise(im, label)
+        out = _normalise(im, label)
+        if side is None:
+            return out, out.size
+        try:
+            orientation = im.getexif().get(0x0112)
+        except Exception:  # a corrupt EXIF block: _normalise kept the pixels as stored
+            orientation = None
+        return out, _loaded_size(stored, orientation)
 
 
 def _normalise(im: Image.Image, label: str) -> Image.Image:

@@ -29,8 +29,14 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageError, MnistClassifierError
-from .image_io import MNIST_SIDE, default_name, load_image, public_detail, unit_floats_to_uint8
-from .preprocess import preprocess
+from .image_io import (
+    MNIST_SIDE,
+    default_name,
+    load_for_analysis,
+    public_detail,
+    unit_floats_to_uint8,
+)
+from .preprocess import ANALYSIS_SIDE, preprocess, preprocess_loaded
 
 __all__ = ["Prepared", "mnist_style_pixels", "prepare_image"]
 
@@ -88,11 +94,12 @@ def _prepare(source: Any, label: str, as_is: bool) -> Prepared:
         raise ImageError(
             f"{label}: cannot read an image from a {type(source).__name__}", reason="bad_input"
         )
-    image = load_image(source, name=label)
+    image, full_size = load_for_analysis(source, side=ANALYSIS_SIDE, name=label)
     pixels = mnist_style_pixels(image)
     if pixels is not None:
         return Prepared(label, pixels, preprocessed=False)
-    return _preprocessed(image, label)
+    result = preprocess_loaded(image, full_size, name=label)
+    return Prepared(label, result.image, preprocessed=True, box=result.box)
 
 
 def _preprocessed(image: np.ndarray | Image.Image, label: str) -> Prepared:
