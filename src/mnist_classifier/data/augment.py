@@ -226,6 +226,11 @@ def warp(
     if displacement is not None:
         units = torch.tensor([1.0 / hx, 1.0 / hy], dtype=f32, device=dev)
         grid = grid + displacement.to(dev, f32).permute(0, 2, 3, 1) * units
+    return _sample(x, grid)
+
+
+def _sample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``x`` resampled bilinearly at ``grid`` (B, H, W, 2), black outside, clamped to [0, 1]."""
     out = F.grid_sample(
         x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
     )
@@ -603,10 +608,7 @@ def stretch_box(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
         [torch.stack([k[:, 0], zero, t[:, 0]], 1), torch.stack([zero, k[:, 1], t[:, 1]], 1)], 1
     )
     grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
-    out = F.grid_sample(
-        x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
-    )
-    return out.clamp_(0.0, 1.0)
+    return _sample(x, grid)
 
 
 def robust_batch(

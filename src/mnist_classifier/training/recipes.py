@@ -92,23 +92,6 @@ RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
             "tta": True,
         },
     ),
-    "robust": (
-        "cnn-best's network and schedule with the robust augmentation (thick/thin strokes, binary, blocky, box-filling digits)",
-        {
-            "model": "cnn",
-            "model_kwargs": {"width": 24},
-            "optimizer": "adamw",
-            "lr": 5e-3,
-            "weight_decay": 5e-4,
-            "batch_size": 128,
-            "epochs": 15,
-            "schedule": "onecycle",
-            "label_smoothing": 0.1,
-            "augment": "robust",
-            "ema": 0.995,
-            "tta": True,
-        },
-    ),
     "ensemble": (
         "one model of 2 cnn nets at width 16, trained together with cnn-best's settings; probabilities averaged",
         {
@@ -128,6 +111,12 @@ RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
 }
+
+# cnn-best's network and schedule, trained on users' kinds of images
+RECIPES["robust"] = (
+    "cnn-best's network and schedule with the robust augmentation (thick/thin strokes, binary, blocky, box-filling digits)",
+    {**RECIPES["cnn-best"][1], "augment": "robust"},
+)
 
 
 def list_recipes() -> list[str]:
