@@ -345,8 +345,14 @@ def test_two_workers_each_serve_predictions_and_metrics_add_up(
     shared = tmp_path / "metrics"  # the workers' shared metrics folder (made by serve)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
     with running_server(trained_run, "--workers", "2", "--no-access-log") as (url, lines):
-        # The workers load their models after the URL is printed; wait for one to answer.
+        # The workers load their models after the URL is printed: wait until both are up, or
+        # the first one, answering in well under a millisecond, takes every connection.
         assert get_json(url + "healthz", timeout=180)["status"] == "ok"
+        wait_for(
+            lambda: sum("Application startup complete" in line for line in lines) >= 2,
+            lines,
+            timeout=180,
+        )
         sent = 0
         pids: set[str] = set()
         errors: list[str] = []
