@@ -658,7 +658,7 @@ def test_serve_reports_a_busy_port_in_one_line(trained_run, capsys):
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        assert main(["serve", str(trained_run), "--port", str(port)]) == 1
+        assert main(["serve", str(trained_run), "--backend", "torch", "--port", str(port)]) == 1
     err = capsys.readouterr().err.strip()
     assert f"cannot listen on 127.0.0.1:{port}" in err and len(err.splitlines()) == 1
 
