@@ -40,6 +40,23 @@ from ..errors import ConfigError, DataError
 Augmenter = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
 
+def _check_numbers(obj: object, ints: tuple[str, ...] = ()) -> None:
+    """Every field of dataclass ``obj`` a finite number >= 0 (those in ``ints`` whole), p <= 1."""
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"augment {f.name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"augment {f.name} must be finite, got {value}")
+        if value < 0:
+            raise ConfigError(f"augment {f.name} must not be negative, got {value}")
+        if f.name in ints and int(value) != value:
+            raise ConfigError(f"augment {f.name} must be a whole number, got {value}")
+    p = obj.p  # type: ignore[attr-defined]
+    if p > 1:
+        raise ConfigError(f"augment p is a fraction in [0, 1], got {p}")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Magnitudes of the random transforms; each is drawn independently per image."""
@@ -53,14 +70,7 @@ class AugmentConfig:
     p: float = 1.0  # fraction of images augmented; the others are returned unchanged
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"augment {f.name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ConfigError(f"augment {f.name} must be finite, got {value}")
-            if value < 0:
-                raise ConfigError(f"augment {f.name} must not be negative, got {value}")
+        _check_numbers(self)
         if self.rotate > 180:
             raise ConfigError(f"augment rotate is at most 180 degrees, got {self.rotate}")
         if self.scale >= 1:
@@ -69,8 +79,6 @@ class AugmentConfig:
             )
         if self.elastic_sigma <= 0:
             raise ConfigError(f"augment elastic_sigma must be positive, got {self.elastic_sigma}")
-        if self.p > 1:
-            raise ConfigError(f"augment p is a fraction in [0, 1], got {self.p}")
 
     @property
     def is_identity(self) -> bool:
@@ -311,23 +319,6 @@ def random_shift(
     src = generator.device if generator is not None else x.device
     d = torch.randint(-m, m + 1, (2, b), generator=generator, device=src).to(x.device)
     return shift_images(x, d[0], d[1], m)
-
-
-def _check_numbers(obj: object, ints: tuple[str, ...] = ()) -> None:
-    """Every field of dataclass ``obj`` a finite number >= 0 (those in ``ints`` whole), p <= 1."""
-    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
-        value = getattr(obj, f.name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"augment {f.name} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"augment {f.name} must be finite, got {value}")
-        if value < 0:
-            raise ConfigError(f"augment {f.name} must not be negative, got {value}")
-        if f.name in ints and int(value) != value:
-            raise ConfigError(f"augment {f.name} must be a whole number, got {value}")
-    p = obj.p  # type: ignore[attr-defined]
-    if p > 1:
-        raise ConfigError(f"augment p is a fraction in [0, 1], got {p}")
 
 
 @dataclass(frozen=True)
